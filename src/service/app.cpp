@@ -1,0 +1,83 @@
+#include "iea/service/app.hpp"
+
+#include <csignal>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "iea/logging/log.hpp"
+#include "iea/service/intake.hpp"
+
+namespace iea::service {
+namespace {
+
+namespace asio = boost::asio;
+constexpr auto kAsTuple = asio::as_tuple(asio::use_awaitable);
+constexpr auto kLockSweepPeriod = std::chrono::seconds(60);
+
+asio::awaitable<void> sweep_stale_locks(locking::TaskLocks& locks) {
+    static const logging::Logger log("locking");
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    for (;;) {
+        timer.expires_after(kLockSweepPeriod);
+        if (auto [ec] = co_await timer.async_wait(kAsTuple); ec) co_return;
+        if (const auto removed = locks.remove_stale(); removed > 0) {
+            log.warning("Stale task locks removed", {{"count", removed}});
+        }
+    }
+}
+
+}  // namespace
+
+int run_service(const config::Settings& settings) {
+    const logging::Logger log("service");
+    asio::io_context io(1);
+
+    locking::TaskLocks locks(settings.lock_ttl, settings.lock_cleanup_interval);
+    locking::DeliveryLog deliveries(settings.lock_ttl);
+    LoggingTaskRunner runner;
+    WebhookIntake intake({settings.clickup_webhook_secret.reveal(), settings.ai_edit_field_id},
+                         locks, deliveries, runner);
+
+    http::Router router;
+    add_health_routes(router, locks);
+    router.add(http::Method::post, "/webhook/clickup",
+               [&intake](const http::Request& request) { return intake.handle(request); });
+
+    http::Server server(io,
+                        {settings.bind_address, static_cast<unsigned short>(settings.port),
+                         settings.max_body_bytes, settings.header_timeout, settings.idle_timeout,
+                         static_cast<std::size_t>(settings.max_connections)},
+                        std::move(router));
+    server.start();
+    log.info("Service listening", {{"address", settings.bind_address},
+                                   {"port", server.port()},
+                                   {"version", IEA_VERSION}});
+
+    asio::co_spawn(io, sweep_stale_locks(locks), asio::detached);
+
+    // Graceful shutdown: stop accepting, let requests in flight finish, then stop the loop.
+    asio::signal_set signals(io, SIGTERM, SIGINT);
+    signals.async_wait([&](const boost::system::error_code& ec, int signal_number) {
+        if (ec) return;
+        log.info("Shutdown requested", {{"signal", signal_number}});
+        server.stop();
+        asio::co_spawn(
+            io,
+            [&]() -> asio::awaitable<void> {
+                const bool drained = co_await server.drain(settings.shutdown_grace);
+                log.info("Service stopped", {{"drained", drained}});
+                io.stop();
+            },
+            asio::detached);
+    });
+
+    io.run();
+    return 0;
+}
+
+}  // namespace iea::service

@@ -1,0 +1,39 @@
+#include <chrono>
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "iea/service/app.hpp"
+
+namespace iea::service {
+
+nlohmann::json health_body() {
+    const auto now = std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now());
+    return {{"status", "healthy"},
+            {"timestamp", fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", now)},
+            {"service", "image-edit-agent"},
+            {"version", IEA_VERSION}};
+}
+
+void add_health_routes(http::Router& router, const locking::TaskLocks& locks) {
+    const auto health = [](const http::Request&) -> boost::asio::awaitable<http::Response> {
+        co_return http::json_response(http::Status::ok, health_body());
+    };
+    router.add(http::Method::get, "/health", health);
+    router.add(http::Method::get, "/health/", health);
+
+    router.add(http::Method::get, "/health/locks",
+               [&locks](const http::Request&) -> boost::asio::awaitable<http::Response> {
+                   const auto stats = locks.stats();
+                   co_return http::json_response(
+                       http::Status::ok,
+                       {{"total_locks", stats.total_locks},
+                        {"oldest_lock_seconds", stats.oldest_lock_seconds},
+                        {"newest_lock_seconds", stats.newest_lock_seconds},
+                        {"average_lock_age_seconds", stats.average_lock_age_seconds},
+                        {"stale_locks", stats.stale_locks}});
+               });
+}
+
+}  // namespace iea::service

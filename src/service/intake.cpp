@@ -1,0 +1,105 @@
+#include "iea/service/intake.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "iea/webhook/event.hpp"
+#include "iea/webhook/signature.hpp"
+
+namespace iea::service {
+namespace {
+
+http::Response answer(http::Status code, std::string_view status, const std::string& task_id,
+                      std::string_view key, std::string_view text) {
+    nlohmann::json body{{"status", status}};
+    if (!task_id.empty()) body["task_id"] = task_id;
+    if (!key.empty()) body[std::string(key)] = text;
+    return http::json_response(code, body);
+}
+
+std::string_view verification_problem(webhook::Verification outcome) {
+    switch (outcome) {
+        case webhook::Verification::kMissing:
+            return "missing";
+        case webhook::Verification::kMalformed:
+            return "malformed";
+        default:
+            return "mismatch";
+    }
+}
+
+}  // namespace
+
+void LoggingTaskRunner::start(TaskJob job, locking::TaskLocks::Guard lock) {
+    static const logging::Logger log("pipeline");
+    // TODO: the pipeline (issue 5) replaces this; until then an accepted task is only logged.
+    log.info("Task accepted, pipeline not available yet",
+             {{"task_id", job.task_id}, {"delivery_id", job.delivery_id}});
+    lock.release();
+}
+
+WebhookIntake::WebhookIntake(IntakeOptions options,
+                             locking::TaskLocks& locks,
+                             locking::DeliveryLog& deliveries,
+                             TaskRunner& runner)
+    : options_(std::move(options)), locks_(locks), deliveries_(deliveries), runner_(runner) {}
+
+boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request& request) {
+    // 1. Authenticity first: nothing of an unsigned body is parsed.
+    const auto outcome = webhook::verify_signature(options_.webhook_secret, request.body(),
+                                                   request["X-Signature"]);
+    if (outcome != webhook::Verification::kValid) {
+        note_rejected_signature(verification_problem(outcome));
+        co_return http::error_response(http::Status::unauthorized, "invalid signature");
+    }
+
+    // 2. Shape.
+    const auto parsed = webhook::parse_event(request.body());
+    if (!parsed.event) {
+        log_.warning("Webhook rejected", {{"reason", parsed.error}});
+        co_return answer(http::Status::bad_request, "failed", {}, "error", parsed.error);
+    }
+    const auto& event = *parsed.event;
+
+    // 3. Only a tick of the AI-edit checkbox starts work.
+    const auto trigger = webhook::classify(event, options_.ai_edit_field_id);
+    if (!trigger.start) {
+        log_.debug("Webhook ignored", {{"task_id", event.task_id}, {"reason", trigger.reason}});
+        co_return answer(http::Status::ok, "ignored", event.task_id, "reason", trigger.reason);
+    }
+
+    // 4. A redelivery of a tick we already took is answered without touching the lock.
+    if (!deliveries_.record(trigger.delivery_id)) {
+        log_.info("Webhook redelivered",
+                  {{"task_id", event.task_id}, {"delivery_id", trigger.delivery_id}});
+        co_return answer(http::Status::ok, "already_processing", event.task_id, "message",
+                         "this delivery was already received");
+    }
+
+    // 5. One run per task.
+    auto lock = locks_.try_acquire(event.task_id);
+    if (!lock) {
+        log_.info("Task already processing", {{"task_id", event.task_id}});
+        co_return answer(http::Status::ok, "already_processing", event.task_id, "message",
+                         "an edit of this task is already running");
+    }
+
+    log_.info("Webhook accepted",
+              {{"task_id", event.task_id}, {"delivery_id", trigger.delivery_id},
+               {"bytes", request.body().size()}});
+    runner_.start({event.task_id, trigger.delivery_id, std::chrono::system_clock::now()},
+                  std::move(*lock));
+    co_return answer(http::Status::accepted, "accepted", event.task_id, "message",
+                     "edit queued");
+}
+
+void WebhookIntake::note_rejected_signature(std::string_view why) {
+    ++rejected_since_log_;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_rejection_log_ < std::chrono::seconds(1)) return;
+    log_.warning("Webhook signature rejected",
+                 {{"signature", why}, {"count", rejected_since_log_}});
+    rejected_since_log_ = 0;
+    last_rejection_log_ = now;
+}
+
+}  // namespace iea::service
