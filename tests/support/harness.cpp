@@ -89,6 +89,8 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, std::map<std::string, 
     const auto dir = scratch_dir("child");
     out_path_ = dir / "stdout";
     err_path_ = dir / "stderr";
+    std::ofstream(out_path_).flush();  // exist before the child starts, for early readers
+    std::ofstream(err_path_).flush();
 
     std::vector<std::string> env_strings;
     for (const auto& [key, value] : env) env_strings.push_back(key + "=" + value);
@@ -96,8 +98,8 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, std::map<std::string, 
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
     if (pid_ == 0) {
-        const int out = ::open(out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        const int err = ::open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        const int out = ::open(out_path_.c_str(), O_WRONLY | O_APPEND, 0644);
+        const int err = ::open(err_path_.c_str(), O_WRONLY | O_APPEND, 0644);
         ::dup2(out, 1);
         ::dup2(err, 2);
         std::vector<char*> args;
@@ -155,6 +157,9 @@ std::optional<int> ChildProcess::wait_exit(std::chrono::milliseconds timeout) {
 
 std::string ChildProcess::stdout_text() const { return read_file(out_path_); }
 std::string ChildProcess::stderr_text() const { return read_file(err_path_); }
+
+ServiceProcess::ServiceProcess(std::map<std::string, std::string> env)
+    : ServiceProcess(std::move(env), {}) {}
 
 ServiceProcess::ServiceProcess(std::map<std::string, std::string> env,
                                std::vector<std::string> extra_args) {

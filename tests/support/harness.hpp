@@ -13,6 +13,8 @@
 
 namespace iea::testing {
 
+using Env = std::map<std::string, std::string>;
+
 /// ../shared next to the project, or nothing in a clone that has no such folder.
 std::optional<std::filesystem::path> shared_dir();
 
@@ -68,8 +70,9 @@ private:
 /// environment (test secret, field id). Waits until it listens.
 class ServiceProcess {
 public:
-    explicit ServiceProcess(std::map<std::string, std::string> env = {},
-                            std::vector<std::string> extra_args = {});
+    explicit ServiceProcess(std::map<std::string, std::string> env = {});
+    explicit ServiceProcess(std::map<std::string, std::string> env,
+                            std::vector<std::string> extra_args);
     [[nodiscard]] unsigned short port() const { return port_; }
     ChildProcess& process() { return *process_; }
 
