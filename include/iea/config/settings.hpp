@@ -106,6 +106,12 @@ struct Settings {
     int max_step_attempts = 0;
     double validation_pass_threshold = 0;
 
+    // images
+    std::size_t image_max_download_bytes = 0;
+    std::size_t image_max_pixels = 0;
+    std::chrono::milliseconds image_decode_timeout{};
+    int image_max_concurrent_decodes = 0;
+
     // image models, in configured order
     std::vector<ImageModel> models;
 
