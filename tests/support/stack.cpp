@@ -1,0 +1,133 @@
+#include "support/stack.hpp"
+
+#include <vips/vips.h>
+
+#include <stdexcept>
+#include <thread>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+namespace iea::testing {
+
+unsigned short free_port() {
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::acceptor acceptor(
+        io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+    return acceptor.local_endpoint().port();
+}
+
+std::string make_test_png(int width, int height) {
+    static const bool started = VIPS_INIT("iea-tests") == 0;
+    if (!started) throw std::runtime_error("libvips did not start");
+    VipsImage* canvas = nullptr;
+    // An orange background with a blue block and a white band: something to edit.
+    double orange[] = {240, 140, 30};
+    if (vips_black(&canvas, width, height, "bands", 3, nullptr) != 0) {
+        throw std::runtime_error("vips_black failed");
+    }
+    vips_draw_rect(canvas, orange, 3, 0, 0, width, height, "fill", TRUE, nullptr);
+    double blue[] = {30, 60, 200};
+    vips_draw_rect(canvas, blue, 3, width / 4, height / 4, width / 2, height / 3, "fill", TRUE,
+                   nullptr);
+    double white[] = {255, 255, 255};
+    vips_draw_rect(canvas, white, 3, 0, height * 3 / 4, width, height / 8, "fill", TRUE, nullptr);
+
+    void* buffer = nullptr;
+    size_t length = 0;
+    const int failed = vips_pngsave_buffer(canvas, &buffer, &length, nullptr);
+    g_object_unref(canvas);
+    if (failed != 0) throw std::runtime_error("vips_pngsave_buffer failed");
+    std::string png(static_cast<const char*>(buffer), length);
+    g_free(buffer);
+    return png;
+}
+
+SandboxProcess::SandboxProcess(std::vector<std::string> args) {
+    std::vector<std::string> argv = {(binary_dir() / "image-edit-sandbox").string(), "--port", "0",
+                                     "--data-dir", scratch_dir("sandbox-data").string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    process_ = std::make_unique<ChildProcess>(
+        std::move(argv), Env{{"PATH", "/usr/bin:/bin"}, {"LOG_LEVEL", "WARNING"}});
+    const auto line = process_->wait_for_line(
+        [](const std::string& text) { return text.find("Sandbox listening") != std::string::npos; },
+        std::chrono::seconds(20));
+    if (!line) throw std::runtime_error("sandbox did not start: " + process_->stderr_text());
+    port_ = nlohmann::json::parse(*line).at("port").get<unsigned short>();
+}
+
+std::string SandboxProcess::base() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+nlohmann::json SandboxProcess::get(const std::string& path) {
+    const auto reply = http_request(port_, "GET", path);
+    if (reply.status >= 300) throw std::runtime_error("sandbox GET " + path + ": " + reply.body);
+    return nlohmann::json::parse(reply.body);
+}
+
+nlohmann::json SandboxProcess::post(const std::string& path, const nlohmann::json& body) {
+    const auto reply = http_request(port_, "POST", path, body.dump(),
+                                    {{"Content-Type", "application/json"}});
+    if (reply.status >= 300) throw std::runtime_error("sandbox POST " + path + ": " + reply.body);
+    return reply.body.empty() ? nlohmann::json{} : nlohmann::json::parse(reply.body);
+}
+
+void SandboxProcess::remove(const std::string& path) { (void)http_request(port_, "DELETE", path); }
+
+Stack::Stack(Env service_env) {
+    const auto service_port = free_port();
+    sandbox_ = std::make_unique<SandboxProcess>(std::vector<std::string>{
+        "--service-url", "http://127.0.0.1:" + std::to_string(service_port) + "/webhook/clickup",
+        "--webhook-secret", ServiceProcess::kSecret, "--field-id", ServiceProcess::kFieldId});
+    // Fast settings: the sandbox answers in milliseconds, so waits shrink to match.
+    sandbox_->post("/admin/scenario", {{"wavespeed_delay_ms", 60}});
+    Env env = {
+        {"PORT", std::to_string(service_port)},
+        {"CLICKUP_API_KEY", "test-clickup-key-1"},
+        {"OPENROUTER_API_KEY", "test-openrouter-key-1"},
+        {"WAVESPEED_API_KEY", "test-wavespeed-key-1"},
+        {"CLICKUP_API_BASE_URL", sandbox_->base() + "/clickup/api/v2"},
+        {"OPENROUTER_API_BASE_URL", sandbox_->base() + "/openrouter/api/v1"},
+        {"WAVESPEED_API_BASE_URL", sandbox_->base() + "/wavespeed/api/v3"},
+        {"WAVESPEED_POLL_INTERVAL_SECONDS", "0.05"},
+        {"VALIDATION_DELAY_SECONDS", "0.05"},
+        {"TASK_DEADLINE_SECONDS", "60"},
+    };
+    for (auto& [key, value] : service_env) env[key] = value;
+    service_ = std::make_unique<ServiceProcess>(std::move(env));
+}
+
+std::string Stack::add_task(const std::string& id,
+                            const std::string& description,
+                            const std::string& image_file) {
+    nlohmann::json task = {{"id", id}, {"name", "Task " + id}, {"description", description},
+                           {"status", "to do"}};
+    if (!image_file.empty()) {
+        task["attachments"] = {{{"file", image_file},
+                                {"title", std::filesystem::path(image_file).filename().string()}}};
+    }
+    return sandbox_->post("/admin/tasks", task).at("id").get<std::string>();
+}
+
+void Stack::tick(const std::string& task_id, int deliveries) {
+    sandbox_->post("/admin/tasks/" + task_id + "/tick", {{"deliveries", deliveries}});
+}
+
+nlohmann::json Stack::wait_for_end(const std::string& task_id, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+        auto task = sandbox_->get("/admin/tasks/" + task_id);
+        const auto status = task.at("status").at("status").get<std::string>();
+        if (status != "to do" && !task.value("ai_edit", true) && !task.at("comments").empty()) {
+            return task;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    throw std::runtime_error("task " + task_id + " did not finish; service log:\n" +
+                             service_->process().stdout_text());
+}
+
+nlohmann::json Stack::requests(const std::string& service) {
+    return sandbox_->get("/admin/requests?service=" + service);
+}
+
+}  // namespace iea::testing

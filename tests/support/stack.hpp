@@ -1,0 +1,62 @@
+#pragma once
+
+// The sandbox and the service started together on 127.0.0.1, pointed at each other, for
+// end-to-end tests of the pipeline.
+
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "support/harness.hpp"
+
+namespace iea::testing {
+
+/// A free TCP port on 127.0.0.1 (bound, read, released).
+unsigned short free_port();
+
+/// A PNG of `width` x `height` with a few coloured shapes, made with libvips.
+std::string make_test_png(int width, int height);
+
+class SandboxProcess {
+public:
+    explicit SandboxProcess(std::vector<std::string> args = {});
+    [[nodiscard]] unsigned short port() const { return port_; }
+    [[nodiscard]] std::string base() const;
+
+    nlohmann::json get(const std::string& path);
+    nlohmann::json post(const std::string& path, const nlohmann::json& body);
+    void remove(const std::string& path);
+    ChildProcess& process() { return *process_; }
+
+private:
+    std::unique_ptr<ChildProcess> process_;
+    unsigned short port_ = 0;
+};
+
+/// Sandbox + service. `service_env` adds to (and overrides) fast test settings.
+class Stack {
+public:
+    explicit Stack(Env service_env = {});
+
+    SandboxProcess& sandbox() { return *sandbox_; }
+    ServiceProcess& service() { return *service_; }
+
+    /// Creates a task holding `image` (file path) and `description`; returns its id.
+    std::string add_task(const std::string& id,
+                         const std::string& description,
+                         const std::string& image_file);
+    /// A person ticks the box; `deliveries` copies of the webhook are sent.
+    void tick(const std::string& task_id, int deliveries = 1);
+    /// Waits until the task has left "to do" and its box is unticked; returns its state.
+    nlohmann::json wait_for_end(const std::string& task_id,
+                                std::chrono::milliseconds timeout = std::chrono::seconds(60));
+    /// Recorded requests of one service ("clickup", "openrouter", ...).
+    nlohmann::json requests(const std::string& service);
+
+private:
+    std::unique_ptr<SandboxProcess> sandbox_;
+    std::unique_ptr<ServiceProcess> service_;
+};
+
+}  // namespace iea::testing
