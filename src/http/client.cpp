@@ -1,10 +1,8 @@
 #include "iea/http/client.hpp"
 
-#include <algorithm>
-#include <cctype>
-#include <charconv>
-#include <deque>
+#include <openssl/ssl.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
@@ -18,7 +16,9 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
-#include <openssl/ssl.h>
+#include <cctype>
+#include <charconv>
+#include <deque>
 
 namespace iea::http {
 namespace {
@@ -209,8 +209,8 @@ std::optional<Url> parse_url(std::string_view text) {
         url.port = static_cast<unsigned short>(value);
     }
 
-    const auto target = authority_end == std::string_view::npos ? std::string_view{}
-                                                                : rest.substr(authority_end);
+    const auto target =
+        authority_end == std::string_view::npos ? std::string_view{} : rest.substr(authority_end);
     url.target = target.empty() ? "/" : (target.front() == '?' ? "/" : "") + std::string(target);
     return url;
 }
@@ -252,16 +252,26 @@ std::string encode_path_segment(std::string_view segment) {
 
 std::string_view to_string(FailureKind kind) {
     switch (kind) {
-        case FailureKind::kInvalidUrl: return "invalid URL";
-        case FailureKind::kResolve: return "name resolution failed";
-        case FailureKind::kConnect: return "connection failed";
-        case FailureKind::kTls: return "TLS failed";
-        case FailureKind::kTimeout: return "timed out";
-        case FailureKind::kConnectionLost: return "connection lost";
-        case FailureKind::kTruncated: return "response truncated";
-        case FailureKind::kTooLarge: return "response too large";
-        case FailureKind::kProtocol: return "protocol error";
-        case FailureKind::kTooManyRedirects: return "too many redirects";
+        case FailureKind::kInvalidUrl:
+            return "invalid URL";
+        case FailureKind::kResolve:
+            return "name resolution failed";
+        case FailureKind::kConnect:
+            return "connection failed";
+        case FailureKind::kTls:
+            return "TLS failed";
+        case FailureKind::kTimeout:
+            return "timed out";
+        case FailureKind::kConnectionLost:
+            return "connection lost";
+        case FailureKind::kTruncated:
+            return "response truncated";
+        case FailureKind::kTooLarge:
+            return "response too large";
+        case FailureKind::kProtocol:
+            return "protocol error";
+        case FailureKind::kTooManyRedirects:
+            return "too many redirects";
     }
     return "unknown";
 }
@@ -290,7 +300,8 @@ struct HttpClient::Impl {
 
     std::unique_ptr<Connection> take_idle(const std::string& origin);
     void keep_or_close(std::unique_ptr<Connection> connection, bool keep_alive);
-    asio::awaitable<std::unique_ptr<Connection>> connect(const Url& url, Clock::time_point deadline);
+    asio::awaitable<std::unique_ptr<Connection>> connect(const Url& url,
+                                                         Clock::time_point deadline);
     asio::awaitable<Attempt> run(Connection& connection,
                                  Message& message,
                                  Clock::time_point deadline,
@@ -308,8 +319,7 @@ struct HttpClient::Impl {
     std::size_t opened = 0;
 };
 
-std::unique_ptr<Connection> HttpClient::Impl::take_idle(
-    const std::string& origin) {
+std::unique_ptr<Connection> HttpClient::Impl::take_idle(const std::string& origin) {
     const auto it = idle.find(origin);
     if (it == idle.end()) return nullptr;
     auto& queue = it->second;
@@ -324,6 +334,8 @@ std::unique_ptr<Connection> HttpClient::Impl::take_idle(
     return nullptr;
 }
 
+// TODO: TLS connections are dropped without sending close_notify; servers see an abrupt close,
+// which is harmless for HTTP/1.1 with framed bodies but shows up in their logs.
 void HttpClient::Impl::keep_or_close(std::unique_ptr<Connection> connection, bool keep_alive) {
     auto& queue = idle[connection->origin];
     if (!keep_alive || queue.size() >= options.max_idle_per_origin) return;
@@ -332,12 +344,13 @@ void HttpClient::Impl::keep_or_close(std::unique_ptr<Connection> connection, boo
     queue.push_back(std::move(connection));
 }
 
-asio::awaitable<std::unique_ptr<Connection>> HttpClient::Impl::connect(
-    const Url& url,
-    Clock::time_point deadline) {
+asio::awaitable<std::unique_ptr<Connection>> HttpClient::Impl::connect(const Url& url,
+                                                                       Clock::time_point deadline) {
     const auto connect_deadline = std::min(deadline, Clock::now() + options.connect_timeout);
 
     // 1. Endpoints: IP literals as they are, names through the resolver under the deadline.
+    // TODO: Proxy settings (HTTPS_PROXY) are ignored, so a deployment that can reach the
+    // providers only through a proxy cannot use this client yet.
     std::vector<tcp::endpoint> endpoints;
     ErrorCode parse_error;
     const auto address = asio::ip::make_address(url.host, parse_error);
@@ -356,7 +369,8 @@ asio::awaitable<std::unique_ptr<Connection>> HttpClient::Impl::connect(
             throw ClientError(FailureKind::kTimeout, false, url.origin() + ": resolving timed out");
         }
         if (error) {
-            throw ClientError(FailureKind::kResolve, false,
+            throw ClientError(FailureKind::kResolve,
+                              false,
                               url.origin() + ": cannot resolve host: " + error.message());
         }
         for (const auto& entry : results) endpoints.push_back(entry.endpoint());
@@ -370,7 +384,8 @@ asio::awaitable<std::unique_ptr<Connection>> HttpClient::Impl::connect(
         throw ClientError(FailureKind::kTimeout, false, url.origin() + ": connect timed out");
     }
     if (connect_error) {
-        throw ClientError(FailureKind::kConnect, false,
+        throw ClientError(FailureKind::kConnect,
+                          false,
                           url.origin() + ": cannot connect: " + connect_error.message());
     }
     ErrorCode ignored;
@@ -393,7 +408,8 @@ asio::awaitable<std::unique_ptr<Connection>> HttpClient::Impl::connect(
         throw ClientError(FailureKind::kTimeout, false, url.origin() + ": TLS handshake timed out");
     }
     if (handshake_error) {
-        throw ClientError(FailureKind::kTls, false,
+        throw ClientError(FailureKind::kTls,
+                          false,
                           url.origin() + ": TLS handshake failed: " + handshake_error.message());
     }
     co_return connection;
@@ -404,11 +420,21 @@ asio::awaitable<Attempt> HttpClient::Impl::run(Connection& connection,
                                                Clock::time_point deadline,
                                                std::size_t max_body) {
     if (connection.tls) {
-        co_return co_await exchange_on(*connection.tls, connection.lowest(), connection.buffer,
-                                       message, deadline, max_body, options.header_limit);
+        co_return co_await exchange_on(*connection.tls,
+                                       connection.lowest(),
+                                       connection.buffer,
+                                       message,
+                                       deadline,
+                                       max_body,
+                                       options.header_limit);
     }
-    co_return co_await exchange_on(*connection.plain, connection.lowest(), connection.buffer,
-                                   message, deadline, max_body, options.header_limit);
+    co_return co_await exchange_on(*connection.plain,
+                                   connection.lowest(),
+                                   connection.buffer,
+                                   message,
+                                   deadline,
+                                   max_body,
+                                   options.header_limit);
 }
 
 asio::awaitable<ClientResponse> HttpClient::Impl::exchange(const Url& url,
@@ -418,9 +444,10 @@ asio::awaitable<ClientResponse> HttpClient::Impl::exchange(const Url& url,
                                                            std::size_t max_body) {
     const auto fail = [&url](const Attempt& attempt) {
         const auto kind = classify(attempt.error, attempt.got_some);
-        return ClientError(kind, true,
-                           url.origin() + ": " + std::string(to_string(kind)) + ": " +
-                               attempt.error.message());
+        return ClientError(
+            kind,
+            true,
+            url.origin() + ": " + std::string(to_string(kind)) + ": " + attempt.error.message());
     };
 
     // 1. Reuse an idle connection. The server may have closed it meanwhile: when nothing
@@ -431,6 +458,8 @@ asio::awaitable<ClientResponse> HttpClient::Impl::exchange(const Url& url,
             keep_or_close(std::move(pooled), attempt.keep_alive);
             co_return std::move(*attempt.response);
         }
+        // TODO: A non-idempotent request on a connection the server closed just after the
+        // liveness check fails instead of being resent; the caller sees a connection error.
         const bool stale = !attempt.got_some && attempt.error != beast::error::timeout;
         if (!stale || !idempotent) throw fail(attempt);
     }
@@ -454,9 +483,7 @@ std::size_t HttpClient::idle_connections() const {
     return count;
 }
 
-std::size_t HttpClient::connections_opened() const {
-    return impl_->opened;
-}
+std::size_t HttpClient::connections_opened() const { return impl_->opened; }
 
 asio::awaitable<ClientResponse> HttpClient::send(ClientRequest request) {
     const auto deadline = Clock::now() + request.timeout;
@@ -482,22 +509,23 @@ asio::awaitable<ClientResponse> HttpClient::send(ClientRequest request) {
             message.prepare_payload();
         }
         message.keep_alive(true);
-        auto response =
-            co_await impl_->exchange(*url, message, deadline, idempotent, request.max_response_bytes);
+        auto response = co_await impl_->exchange(
+            *url, message, deadline, idempotent, request.max_response_bytes);
         response.url = url->scheme + "://" + url->host_header() + url->target;
         if (!is_redirect(response.status) || request.max_redirects == 0) co_return response;
 
         // 2. Follow a redirect: bounded, never from https down to http, and credentials
         // stay with the origin they were meant for.
         if (redirects >= request.max_redirects) {
-            throw ClientError(FailureKind::kTooManyRedirects, true,
+            throw ClientError(FailureKind::kTooManyRedirects,
+                              true,
                               url->origin() + ": more than " +
                                   std::to_string(request.max_redirects) + " redirects");
         }
         auto next = resolve_location(*url, response.header("Location"));
         if (!next || (url->tls() && !next->tls())) {
-            throw ClientError(FailureKind::kProtocol, true,
-                              url->origin() + ": redirect to an unusable location");
+            throw ClientError(
+                FailureKind::kProtocol, true, url->origin() + ": redirect to an unusable location");
         }
         if (next->origin() != url->origin()) {
             std::erase_if(headers, [](const auto& header) {

@@ -1,8 +1,5 @@
 #include "support/loopback.hpp"
 
-#include <cctype>
-#include <cstdlib>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ssl.hpp>
@@ -14,6 +11,8 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
+#include <cctype>
+#include <cstdlib>
 
 #include "support/harness.hpp"
 
@@ -95,8 +94,8 @@ asio::awaitable<void> raw_accept(std::shared_ptr<tcp::acceptor> acceptor,
     for (;;) {
         auto [error, socket] = co_await acceptor->async_accept(kAsTuple);
         if (error) co_return;
-        asio::co_spawn(acceptor->get_executor(), raw_session(std::move(socket), state),
-                       asio::detached);
+        asio::co_spawn(
+            acceptor->get_executor(), raw_session(std::move(socket), state), asio::detached);
     }
 }
 
@@ -125,8 +124,8 @@ ScriptedServer::ScriptedServer(asio::io_context& io)
       requests_(std::make_shared<std::vector<Recorded>>()) {
     auto scripts = scripts_;
     auto requests = requests_;
-    http::Handler handler = [scripts, requests](const http::Request& request)
-        -> asio::awaitable<http::Response> {
+    http::Handler handler =
+        [scripts, requests](const http::Request& request) -> asio::awaitable<http::Response> {
         auto recorded = record(request);
         requests->push_back(recorded);
         const auto it = scripts->find(route_of(recorded));
@@ -146,8 +145,8 @@ ScriptedServer::ScriptedServer(asio::io_context& io)
     };
 
     http::Router router;
-    for (const auto method : {http::Method::get, http::Method::post, http::Method::put,
-                              http::Method::delete_}) {
+    for (const auto method :
+         {http::Method::get, http::Method::post, http::Method::put, http::Method::delete_}) {
         router.add_prefix(method, "/", handler);
     }
     http::ServerOptions options;
@@ -176,9 +175,12 @@ std::vector<Recorded> ScriptedServer::requests_for(const std::string& route) con
     return out;
 }
 
-std::string raw_response(unsigned status, const std::string& body, const std::string& extra_headers) {
-    return "HTTP/1.1 " + std::to_string(status) + " Scripted\r\nContent-Length: " +
-           std::to_string(body.size()) + "\r\n" + extra_headers + "\r\n" + body;
+std::string raw_response(unsigned status,
+                         const std::string& body,
+                         const std::string& extra_headers) {
+    return "HTTP/1.1 " + std::to_string(status) +
+           " Scripted\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" + extra_headers +
+           "\r\n" + body;
 }
 
 RawServer::RawServer(asio::io_context& io, Script script, asio::ssl::context* tls)
@@ -208,8 +210,8 @@ TestCertificate make_self_signed_certificate(const std::string& san) {
     TestCertificate out{dir / "cert.pem", dir / "key.pem"};
     const std::string command =
         "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1"
-        " -subj /CN=iea-test -addext subjectAltName=" + san +
-        " -keyout " + out.key.string() + " -out " + out.cert.string() + " >/dev/null 2>&1";
+        " -subj /CN=iea-test -addext subjectAltName=" +
+        san + " -keyout " + out.key.string() + " -out " + out.cert.string() + " >/dev/null 2>&1";
     if (std::system(command.c_str()) != 0) throw std::runtime_error("openssl req failed");
     return out;
 }

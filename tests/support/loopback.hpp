@@ -5,6 +5,11 @@
 // runs one coroutine to completion, and a throwaway self-signed certificate. Everything
 // listens on 127.0.0.1 only.
 
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <chrono>
 #include <deque>
 #include <exception>
@@ -16,12 +21,6 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <boost/asio/awaitable.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/context.hpp>
 
 #include "iea/http/server.hpp"
 
@@ -58,7 +57,7 @@ void run_task(asio::io_context& io,
 /// One request as a fake received it.
 struct Recorded {
     std::string method;
-    std::string target;  ///< With the query string.
+    std::string target;                          ///< With the query string.
     std::map<std::string, std::string> headers;  ///< Lower-case names.
     std::string body;
     std::chrono::steady_clock::time_point at;
@@ -88,7 +87,7 @@ Step json_step(unsigned status, const std::string& body);
 /// used in order and the last one repeats. Unscripted requests get 404. Every request is
 /// recorded.
 class ScriptedServer final {
-public:
+  public:
     explicit ScriptedServer(asio::io_context& io);
     ~ScriptedServer();
 
@@ -99,7 +98,7 @@ public:
     /// Requests for one "METHOD /path".
     [[nodiscard]] std::vector<Recorded> requests_for(const std::string& route) const;
 
-private:
+  private:
     std::shared_ptr<std::map<std::string, std::deque<Step>>> scripts_;
     std::shared_ptr<std::vector<Recorded>> requests_;
     std::unique_ptr<http::Server> server_;
@@ -125,7 +124,7 @@ std::string raw_response(unsigned status,
 /// A socket-level fake: parses each request with Beast, then does what `script` says.
 /// With a TLS context it serves TLS (the handshake may fail: that is the point).
 class RawServer final {
-public:
+  public:
     using Script = std::function<RawAction(const Recorded&)>;
     RawServer(asio::io_context& io, Script script, asio::ssl::context* tls = nullptr);
     ~RawServer();
@@ -142,7 +141,7 @@ public:
         std::vector<Recorded> requests;
     };
 
-private:
+  private:
     std::shared_ptr<State> state_;
     std::shared_ptr<asio::ip::tcp::acceptor> acceptor_;
 };

@@ -10,6 +10,10 @@
 /// It knows nothing of ClickUp, OpenRouter or WaveSpeed: retries and error meaning live in
 /// `providers`.
 
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/beast/http/fields.hpp>
+#include <boost/beast/http/verb.hpp>
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
@@ -21,11 +25,6 @@
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/awaitable.hpp>
-#include <boost/beast/http/fields.hpp>
-#include <boost/beast/http/verb.hpp>
 
 namespace iea::http {
 
@@ -77,18 +76,22 @@ enum class FailureKind {
 /// reached the server (resolve, connect, TLS handshake, or a connect/handshake timeout):
 /// such a failure proves the server processed nothing.
 class ClientError final : public std::runtime_error {
-public:
+  public:
     ClientError(FailureKind kind, bool request_sent, const std::string& message);
 
     [[nodiscard]] FailureKind kind() const { return kind_; }
     [[nodiscard]] bool request_sent() const { return request_sent_; }
 
-private:
+  private:
     FailureKind kind_;
     bool request_sent_;
 };
 
-/// One request. Header names are sent as given; Host, Content-Length and User-Agent are set
+/// One request. Bodies are held in memory whole.
+/// TODO: Request and response bodies are not streamed, so a file of hundreds of megabytes
+/// costs that much memory; fine for images under the configured caps.
+///
+/// Header names are sent as given; Host, Content-Length and User-Agent are set
 /// by the client.
 struct ClientRequest {
     beast::http::verb method = beast::http::verb::get;
@@ -133,7 +136,7 @@ struct ClientOptions {
 
 /// Sends requests over pooled connections. Not thread-safe: use it from its executor only.
 class HttpClient final {
-public:
+  public:
     explicit HttpClient(asio::any_io_executor executor, ClientOptions options = {});
     ~HttpClient();
     HttpClient(const HttpClient&) = delete;
@@ -148,7 +151,7 @@ public:
     /// Connections opened since construction (for tests and metrics).
     [[nodiscard]] std::size_t connections_opened() const;
 
-private:
+  private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

@@ -1,8 +1,8 @@
-#include <catch2/catch.hpp>
+#include "iea/http/client.hpp"
 
 #include <boost/asio/ssl.hpp>
+#include <catch2/catch.hpp>
 
-#include "iea/http/client.hpp"
 #include "support/loopback.hpp"
 
 using iea::http::ClientError;
@@ -10,9 +10,9 @@ using iea::http::ClientRequest;
 using iea::http::ClientResponse;
 using iea::http::FailureKind;
 using iea::http::HttpClient;
+using iea::testing::raw_response;
 using iea::testing::RawAction;
 using iea::testing::RawServer;
-using iea::testing::raw_response;
 using iea::testing::run_task;
 namespace asio = boost::asio;
 namespace bhttp = boost::beast::http;
@@ -231,8 +231,9 @@ TEST_CASE("client: redirects are bounded and keep credentials home", "[http]") {
     RawServer cdn(io, [](const auto&) { return answer("file-bytes"); });
     const auto cdn_url = cdn.base_url() + "/real.png";
     RawServer origin(io, [&](const iea::testing::Recorded& request) {
-        if (request.target == "/same") return RawAction{RawAction::Kind::kWrite,
-                                                        raw_response(302, "", "Location: /moved\r\n")};
+        if (request.target == "/same")
+            return RawAction{RawAction::Kind::kWrite,
+                             raw_response(302, "", "Location: /moved\r\n")};
         if (request.target == "/moved") {
             return RawAction{RawAction::Kind::kWrite,
                              raw_response(307, "", "Location: " + cdn_url + "\r\n")};
@@ -272,7 +273,8 @@ TEST_CASE("client: TLS verifies the certificate chain and the host", "[http]") {
     asio::ssl::context server_tls(asio::ssl::context::tls_server);
     server_tls.use_certificate_chain_file(good.cert.string());
     server_tls.use_private_key_file(good.key.string(), asio::ssl::context::pem);
-    RawServer server(io, [](const auto&) { return answer("secure"); }, &server_tls);
+    RawServer server(
+        io, [](const auto&) { return answer("secure"); }, &server_tls);
     REQUIRE(server.base_url().starts_with("https://"));
 
     SECTION("an untrusted self-signed certificate is refused") {
@@ -297,7 +299,8 @@ TEST_CASE("client: TLS verifies the certificate chain and the host", "[http]") {
         asio::ssl::context other_tls(asio::ssl::context::tls_server);
         other_tls.use_certificate_chain_file(other.cert.string());
         other_tls.use_private_key_file(other.key.string(), asio::ssl::context::pem);
-        RawServer wrong(io, [](const auto&) { return answer("x"); }, &other_tls);
+        RawServer wrong(
+            io, [](const auto&) { return answer("x"); }, &other_tls);
         iea::http::ClientOptions options;
         options.extra_ca_file = other.cert;
         HttpClient client(io.get_executor(), options);
