@@ -180,6 +180,15 @@ TEST_CASE("openrouter: HTTP errors and their retries", "[providers]") {
         CHECK(std::string(failure.what()).find(fixtures::kToken) == std::string::npos);
         CHECK(f.api.requests().size() == 1);
     }
+    SECTION("a key echoed back by the server is redacted") {
+        f.api.script(
+            kRoute,
+            {json_step(403, R"({"error":{"code":403,"message":"key test-secret-1 flagged"}})")});
+        const auto failure = error_of(f.io, f.client.chat(simple()));
+        CHECK(failure.kind() == ErrorKind::kAuthentication);
+        CHECK(failure.provider_message() == "key [redacted] flagged");
+        CHECK(std::string(failure.what()).find(fixtures::kToken) == std::string::npos);
+    }
     SECTION("503 until the attempts run out") {
         f.api.script(kRoute, {json_step(503, R"({"error":{"code":503,"message":"no provider"}})")});
         const auto failure = error_of(f.io, f.client.chat(simple()));
