@@ -150,6 +150,8 @@ TEST_CASE("clickup: writes send the contract's paths and bodies", "[providers]")
     const auto comment = run_task(f.io, f.client.add_comment("t1", "Done: score 9", true));
 
     CHECK(comment == "c9");
+    // Three calls, one kept-alive connection.
+    CHECK(f.http.connections_opened() == 1);
     const auto field = f.api.requests_for("POST /api/v2/task/t1/field/f-checked");
     REQUIRE(field.size() == 1);
     CHECK(json::parse(field[0].body) == json{{"value", false}});
