@@ -375,8 +375,11 @@ std::string take_blob(VipsBlob* blob) {
 }
 
 std::string encode_png(const VImage& image, int compression) {
-    return take_blob(image.pngsave_buffer(
-        VImage::option()->set("compression", compression)->set("strip", true)));
+    // Adaptive filtering: about a quarter smaller on photos than none, for a few % more time.
+    return take_blob(image.pngsave_buffer(VImage::option()
+                                              ->set("compression", compression)
+                                              ->set("filter", VIPS_FOREIGN_PNG_FILTER_ALL)
+                                              ->set("strip", true)));
 }
 
 std::string encode_jpeg(VImage image, int quality) {

@@ -25,7 +25,7 @@ enum class Operation { kPrepare, kFit, kValidation };
 struct WorkerRequest {
     Operation operation = Operation::kPrepare;
     std::uint64_t max_pixels = 0;
-    int png_compression = 3;
+    int png_compression = 2;
     int min_side = 0;       // kFit
     int max_side = 0;       // kFit
     int max_long_side = 0;  // kValidation

@@ -34,9 +34,10 @@ struct ConversionLimits {
     std::chrono::seconds decode_cpu_time{45};                  ///< RLIMIT_CPU of the child
     std::uint64_t decode_memory_bytes = std::uint64_t{3} << 30;  ///< RLIMIT_AS of the child
     unsigned max_concurrent_decodes = 2;  ///< children alive at once; also the pool size
-    /// zlib level of the PNGs we produce (0-9). 3 measured best on size against time: see
-    /// docs/BENCHMARKS.md.
-    int png_compression = 3;
+    /// zlib level of the PNGs we produce (0-9), written with adaptive row filters. Level 2
+    /// measured best on upload size against encode time (docs/BENCHMARKS.md): above 4 a photo
+    /// costs 2-6x the time for no gain; below 2 flat artwork grows.
+    int png_compression = 2;
     /// The helper executable; empty means `image-decode-worker` next to this process's
     /// executable, or $IEA_DECODE_WORKER when set.
     std::filesystem::path worker_path;
