@@ -1,9 +1,8 @@
 #include "iea/image/converter.hpp"
 
-#include <utility>
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <utility>
 
 #include "iea/logging/log.hpp"
 #include "image/worker_protocol.hpp"
@@ -25,15 +24,16 @@ const logging::Logger& log() {
 void throw_if_failed(const WorkerReply& reply, const std::string& file_name) {
     if (reply.ok) return;
     // The pipeline reports the refusal to the task and logs it there.
-    log().debug("Image refused", {{"kind", kind_name(reply.kind)},
-                                    {"source_format", format_name(reply.source_format)},
-                                    {"detail", reply.detail}});
+    log().debug("Image refused",
+                {{"kind", kind_name(reply.kind)},
+                 {"source_format", format_name(reply.source_format)},
+                 {"detail", reply.detail}});
     throw ImageError(reply.kind, file_name, reply.detail);
 }
 
 PreparedImage to_prepared(WorkerReply reply) {
-    return {std::move(reply.payload), reply.width, reply.height, reply.has_alpha,
-            reply.source_format};
+    return {
+        std::move(reply.payload), reply.width, reply.height, reply.has_alpha, reply.source_format};
 }
 
 // Runs the helper on the pool and resumes the caller on its own executor.
@@ -48,7 +48,9 @@ asio::awaitable<WorkerReply> run(asio::thread_pool& pool,
         asio::use_awaitable);
 }
 
-WorkerRequest base_request(Operation operation, const ConversionLimits& limits, std::string_view payload) {
+WorkerRequest base_request(Operation operation,
+                           const ConversionLimits& limits,
+                           std::string_view payload) {
     WorkerRequest request;
     request.operation = operation;
     request.max_pixels = limits.max_pixels;
@@ -73,22 +75,25 @@ asio::awaitable<PreparedImage> ImageConverter::prepare(std::string bytes, std::s
     // Cheap refusals need no child process.
     if (bytes.empty()) throw ImageError(ImageErrorKind::kEmpty, file_name, "0 bytes");
     if (bytes.size() > limits_.max_download_bytes) {
-        throw ImageError(ImageErrorKind::kTooLarge, file_name,
+        throw ImageError(ImageErrorKind::kTooLarge,
+                         file_name,
                          std::to_string(bytes.size()) + " bytes, limit " +
                              std::to_string(limits_.max_download_bytes));
     }
     if (sniff(bytes) == ImageFormat::kUnknown) {
-        throw ImageError(ImageErrorKind::kUnsupportedFormat, file_name,
+        throw ImageError(ImageErrorKind::kUnsupportedFormat,
+                         file_name,
                          "content matches no supported image format");
     }
 
     auto reply = co_await run(pool_, limits_, base_request(Operation::kPrepare, limits_, bytes));
     throw_if_failed(reply, file_name);
-    log().debug("Image prepared", {{"source_format", format_name(reply.source_format)},
-                                   {"bytes_in", bytes.size()},
-                                   {"bytes_out", reply.payload.size()},
-                                   {"width", reply.width},
-                                   {"height", reply.height}});
+    log().debug("Image prepared",
+                {{"source_format", format_name(reply.source_format)},
+                 {"bytes_in", bytes.size()},
+                 {"bytes_out", reply.payload.size()},
+                 {"width", reply.width},
+                 {"height", reply.height}});
     co_return to_prepared(std::move(reply));
 }
 
@@ -114,8 +119,8 @@ asio::awaitable<EncodedImage> ImageConverter::for_validation(std::string_view by
                                                              std::string file_name) {
     if (bytes.empty()) throw ImageError(ImageErrorKind::kEmpty, file_name, "0 bytes");
     if (bytes.size() > limits_.max_download_bytes) {
-        throw ImageError(ImageErrorKind::kTooLarge, file_name,
-                         std::to_string(bytes.size()) + " bytes");
+        throw ImageError(
+            ImageErrorKind::kTooLarge, file_name, std::to_string(bytes.size()) + " bytes");
     }
     auto request = base_request(Operation::kValidation, limits_, bytes);
     request.max_long_side = limits.max_long_side;

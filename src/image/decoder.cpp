@@ -1,5 +1,6 @@
 // Child side of image intake: runs inside `image-decode-worker`, never in the service.
 
+#include <magick/MagickCore.h>
 #include <malloc.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -14,8 +15,6 @@
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <magick/MagickCore.h>
 #include <vips/vips8>
 
 #include "image/psd.hpp"
@@ -24,8 +23,8 @@
 namespace iea::image::detail {
 namespace {
 
-using vips::VImage;
 using vips::VError;
+using vips::VImage;
 
 // Raised inside the child and turned into an error reply.
 struct Failure {
@@ -54,9 +53,17 @@ bool mentions(const std::string& text, std::initializer_list<const char*> needle
 
 // Decoder messages are the only signal of why a load failed; map the known ones.
 ImageErrorKind classify(const std::string& text) {
-    if (mentions(text, {"Premature end", "truncated", "not enough data", "Unexpected end",
-                        "insufficient image data", "unexpected end", "short read",
-                        "Read error", "read error", "out of data"})) {
+    if (mentions(text,
+                 {"Premature end",
+                  "truncated",
+                  "not enough data",
+                  "Unexpected end",
+                  "insufficient image data",
+                  "unexpected end",
+                  "short read",
+                  "Read error",
+                  "read error",
+                  "out of data"})) {
         return ImageErrorKind::kTruncated;
     }
     if (mentions(text, {"password", "encrypted", "Encrypted"})) return ImageErrorKind::kEncrypted;
@@ -84,14 +91,15 @@ void check_pixels(std::uint64_t width, std::uint64_t height, std::uint64_t max_p
 
 // A blob over the request payload, which lives as long as the process.
 class Blob final {
-public:
-    explicit Blob(std::string_view bytes) : blob_(vips_blob_new(nullptr, bytes.data(), bytes.size())) {}
+  public:
+    explicit Blob(std::string_view bytes)
+        : blob_(vips_blob_new(nullptr, bytes.data(), bytes.size())) {}
     ~Blob() { vips_area_unref(VIPS_AREA(blob_)); }
     Blob(const Blob&) = delete;
     Blob& operator=(const Blob&) = delete;
     [[nodiscard]] VipsBlob* get() const { return blob_; }
 
-private:
+  private:
     VipsBlob* blob_;
 };
 
@@ -104,18 +112,22 @@ struct LoadHints {
 // The loader is chosen from our own sniffing, never by libvips' guess, so only the loaders
 // listed here can ever see untrusted bytes.
 VImage load_with_vips(ImageFormat format, const Blob& blob, const LoadHints& hints) {
-    auto* options = VImage::option()
-                        ->set("fail_on", VIPS_FAIL_ON_TRUNCATED)
-                        ->set("access", hints.access);
+    auto* options =
+        VImage::option()->set("fail_on", VIPS_FAIL_ON_TRUNCATED)->set("access", hints.access);
     switch (format) {
-        case ImageFormat::kPng: return VImage::pngload_buffer(blob.get(), options);
+        case ImageFormat::kPng:
+            return VImage::pngload_buffer(blob.get(), options);
         case ImageFormat::kJpeg:
             return VImage::jpegload_buffer(blob.get(), options->set("shrink", hints.jpeg_shrink));
-        case ImageFormat::kGif: return VImage::gifload_buffer(blob.get(), options);
-        case ImageFormat::kWebp: return VImage::webpload_buffer(blob.get(), options);
-        case ImageFormat::kTiff: return VImage::tiffload_buffer(blob.get(), options);
+        case ImageFormat::kGif:
+            return VImage::gifload_buffer(blob.get(), options);
+        case ImageFormat::kWebp:
+            return VImage::webpload_buffer(blob.get(), options);
+        case ImageFormat::kTiff:
+            return VImage::tiffload_buffer(blob.get(), options);
         case ImageFormat::kHeic:
-        case ImageFormat::kAvif: return VImage::heifload_buffer(blob.get(), options);
+        case ImageFormat::kAvif:
+            return VImage::heifload_buffer(blob.get(), options);
         case ImageFormat::kPdf:
             return VImage::pdfload_buffer(blob.get(), options->set("scale", hints.scale));
         case ImageFormat::kSvg:
@@ -123,7 +135,8 @@ VImage load_with_vips(ImageFormat format, const Blob& blob, const LoadHints& hin
             // Loaded from memory, librsvg has no base directory and resolves no external
             // references; `unlimited` stays off.
             return VImage::svgload_buffer(blob.get(), options->set("scale", hints.scale));
-        default: break;
+        default:
+            break;
     }
     delete options;
     fail(ImageErrorKind::kUnsupportedFormat, "no vips loader for this format");
@@ -167,7 +180,8 @@ MagickPtr<Image> read_magick(std::string_view bytes, const char* coder, std::siz
     MagickPtr<Image> image(BlobToImage(info.get(), bytes.data(), bytes.size(), exception.get()));
     if (exception->severity >= ErrorException || !image) {
         std::string text = exception->reason != nullptr ? exception->reason : "read failed";
-        if (exception->description != nullptr) text += std::string(" (") + exception->description + ")";
+        if (exception->description != nullptr)
+            text += std::string(" (") + exception->description + ")";
         const auto kind = classify(text);
         fail(kind, std::move(text));
     }
@@ -176,6 +190,10 @@ MagickPtr<Image> read_magick(std::string_view bytes, const char* coder, std::siz
 
 // Colour conversion the way `convert 'file[0]' -colorspace sRGB` does it, which renders CMYK
 // and Lab documents right where libvips' magick loader does not; then 8-bit pixels to libvips.
+// TODO: apply the embedded ICC profile of PSD, PSB and BMP files; today they get ImageMagick's
+// plain colourspace maths, so colours of profiled print files can shift slightly.
+// TODO: stream rows into libvips instead of exporting the whole image; a large PSD is held
+// twice (ImageMagick's 16-bit pixel cache and our 8-bit copy) and peaks near 2x its size.
 VImage magick_to_vips(Image* image) {
     if (TransformImageColorspace(image, sRGBColorspace) == MagickFalse) {
         fail(ImageErrorKind::kUnreadable, "colour conversion failed");
@@ -186,14 +204,24 @@ VImage magick_to_vips(Image* image) {
     const auto height = image->rows;
     std::vector<unsigned char> pixels(width * height * static_cast<std::size_t>(bands));
     MagickPtr<ExceptionInfo> exception(AcquireExceptionInfo());
-    if (ExportImagePixels(image, 0, 0, width, height, alpha ? "RGBA" : "RGB", CharPixel,
-                          pixels.data(), exception.get()) == MagickFalse) {
+    if (ExportImagePixels(image,
+                          0,
+                          0,
+                          width,
+                          height,
+                          alpha ? "RGBA" : "RGB",
+                          CharPixel,
+                          pixels.data(),
+                          exception.get()) == MagickFalse) {
         fail(ImageErrorKind::kUnreadable, "pixel export failed");
     }
     // A copy: libvips' copy_memory() would only reference a foreign buffer.
-    VipsImage* copied =
-        vips_image_new_from_memory_copy(pixels.data(), pixels.size(), static_cast<int>(width),
-                                        static_cast<int>(height), bands, VIPS_FORMAT_UCHAR);
+    VipsImage* copied = vips_image_new_from_memory_copy(pixels.data(),
+                                                        pixels.size(),
+                                                        static_cast<int>(width),
+                                                        static_cast<int>(height),
+                                                        bands,
+                                                        VIPS_FORMAT_UCHAR);
     if (copied == nullptr) fail(ImageErrorKind::kUnreadable, "out of memory");
     const VImage out(copied);
     return out.copy(VImage::option()->set("interpretation", VIPS_INTERPRETATION_sRGB));
@@ -206,6 +234,9 @@ VImage load_psd(std::string_view bytes, const char* coder, std::uint64_t max_pix
     start_magick();
     limit_magick(max_pixels);
 
+    // TODO: keep the transparent background of 32-bit PSB files; ImageMagick's composite read
+    // drops their alpha, so such a file comes out on white.
+    // TODO: render duotone inks; duotone documents come out as plain greyscale.
     // Scene 0 is the flattened composite. Reading it alone keeps one undecodable layer from
     // failing a file whose composite is fine.
     if (facts->has_real_composite) {
@@ -248,8 +279,8 @@ VImage load_bmp(std::string_view bytes, std::uint64_t max_pixels) {
     // (negative for top-down rows).
     const auto width = little_endian_u32(bytes, 18);
     const auto height = static_cast<std::int32_t>(little_endian_u32(bytes, 22));
-    check_pixels(width, static_cast<std::uint64_t>(std::abs(static_cast<std::int64_t>(height))),
-                 max_pixels);
+    check_pixels(
+        width, static_cast<std::uint64_t>(std::abs(static_cast<std::int64_t>(height))), max_pixels);
     start_magick();
     limit_magick(max_pixels);
     auto image = read_magick(bytes, "BMP", 1);
@@ -269,10 +300,11 @@ VImage colour_to_srgb(VImage colour) {
     // interpretation libvips knows (CMYK without a profile uses libvips' built-in one).
     if (colour.get_typeof(VIPS_META_ICC_NAME) != 0) {
         try {
-            return colour.icc_transform("srgb", VImage::option()
-                                                    ->set("embedded", true)
-                                                    ->set("intent", VIPS_INTENT_RELATIVE)
-                                                    ->set("depth", 8));
+            return colour.icc_transform("srgb",
+                                        VImage::option()
+                                            ->set("embedded", true)
+                                            ->set("intent", VIPS_INTENT_RELATIVE)
+                                            ->set("depth", 8));
         } catch (const VError&) {
             vips_error_clear();
         }
@@ -321,10 +353,14 @@ Decoded decode(std::string_view bytes, std::uint64_t max_pixels, int long_side_h
     switch (format) {
         case ImageFormat::kUnknown:
             fail(ImageErrorKind::kUnsupportedFormat, "content matches no supported image format");
-        case ImageFormat::kPsd: return {to_srgb8(load_psd(bytes, "PSD", max_pixels)), format};
-        case ImageFormat::kPsb: return {to_srgb8(load_psd(bytes, "PSB", max_pixels)), format};
-        case ImageFormat::kBmp: return {to_srgb8(load_bmp(bytes, max_pixels)), format};
-        default: break;
+        case ImageFormat::kPsd:
+            return {to_srgb8(load_psd(bytes, "PSD", max_pixels)), format};
+        case ImageFormat::kPsb:
+            return {to_srgb8(load_psd(bytes, "PSB", max_pixels)), format};
+        case ImageFormat::kBmp:
+            return {to_srgb8(load_bmp(bytes, max_pixels)), format};
+        default:
+            break;
     }
 
     const Blob blob(bytes);
@@ -337,8 +373,9 @@ Decoded decode(std::string_view bytes, std::uint64_t max_pixels, int long_side_h
     if (format == ImageFormat::kPdf) {
         // At the default 72 dpi, pixels are points.
         if (std::min(width, height) < kMinPdfPagePoints) {
-            fail(ImageErrorKind::kTooSmall, "PDF page of " + std::to_string(header.width()) + "x" +
-                                                std::to_string(header.height()) + " pt");
+            fail(ImageErrorKind::kTooSmall,
+                 "PDF page of " + std::to_string(header.width()) + "x" +
+                     std::to_string(header.height()) + " pt");
         }
         hints.scale = (long_side_hint > 0 ? std::min(long_side_hint, kPdfTargetLongSide)
                                           : kPdfTargetLongSide) /
@@ -348,7 +385,8 @@ Decoded decode(std::string_view bytes, std::uint64_t max_pixels, int long_side_h
         hints.scale = long_side_hint / long_side;
     }
     check_pixels(static_cast<std::uint64_t>(std::ceil(width * hints.scale)),
-                 static_cast<std::uint64_t>(std::ceil(height * hints.scale)), max_pixels);
+                 static_cast<std::uint64_t>(std::ceil(height * hints.scale)),
+                 max_pixels);
 
     if (format == ImageFormat::kJpeg && long_side_hint > 0) {
         for (const int shrink : {8, 4, 2}) {
@@ -384,23 +422,26 @@ std::string encode_png(const VImage& image, int compression) {
 
 std::string encode_jpeg(VImage image, int quality) {
     if (image.has_alpha()) {
-        image = image.flatten(VImage::option()->set("background", std::vector<double>{255, 255, 255}));
+        image =
+            image.flatten(VImage::option()->set("background", std::vector<double>{255, 255, 255}));
     }
-    return take_blob(image.jpegsave_buffer(VImage::option()
-                                               ->set("Q", quality)
-                                               ->set("strip", true)
-                                               ->set("optimize_coding", true)));
+    return take_blob(image.jpegsave_buffer(
+        VImage::option()->set("Q", quality)->set("strip", true)->set("optimize_coding", true)));
 }
 
 // Exact target size, premultiplied so alpha edges do not darken.
 VImage resize_to(const VImage& image, int width, int height) {
-    return image.thumbnail_image(width, VImage::option()
-                                            ->set("height", height)
-                                            ->set("size", VIPS_SIZE_FORCE)
-                                            ->set("no_rotate", true));
+    return image.thumbnail_image(width,
+                                 VImage::option()
+                                     ->set("height", height)
+                                     ->set("size", VIPS_SIZE_FORCE)
+                                     ->set("no_rotate", true));
 }
 
-WorkerReply reply_with(const VImage& image, std::string payload, ImageFormat format, ImageFormat source) {
+WorkerReply reply_with(const VImage& image,
+                       std::string payload,
+                       ImageFormat format,
+                       ImageFormat source) {
     WorkerReply reply;
     reply.ok = true;
     reply.width = image.width();
@@ -414,8 +455,10 @@ WorkerReply reply_with(const VImage& image, std::string payload, ImageFormat for
 
 WorkerReply prepare(const WorkerRequest& request) {
     const auto decoded = decode(request.payload, request.max_pixels, 0);
-    return reply_with(decoded.image, encode_png(decoded.image, request.png_compression),
-                      ImageFormat::kPng, decoded.source);
+    return reply_with(decoded.image,
+                      encode_png(decoded.image, request.png_compression),
+                      ImageFormat::kPng,
+                      decoded.source);
 }
 
 WorkerReply fit(const WorkerRequest& request) {
@@ -425,21 +468,24 @@ WorkerReply fit(const WorkerRequest& request) {
     const double long_side = std::max(width, height);
     const double short_side = std::min(width, height);
     double scale = 1.0;
-    if (long_side > request.max_side) scale = request.max_side / long_side;
-    else if (short_side < request.min_side) scale = request.min_side / short_side;
+    if (long_side > request.max_side)
+        scale = request.max_side / long_side;
+    else if (short_side < request.min_side)
+        scale = request.min_side / short_side;
     const auto scaled_short = static_cast<int>(std::lround(short_side * scale));
     const auto scaled_long = static_cast<int>(std::lround(long_side * scale));
     if (scaled_short < request.min_side || scaled_long > request.max_side) {
         fail(ImageErrorKind::kBadProportions,
-             std::to_string(static_cast<int>(width)) + "x" + std::to_string(static_cast<int>(height)) +
-                 " cannot fit " + std::to_string(request.min_side) + ".." +
-                 std::to_string(request.max_side));
+             std::to_string(static_cast<int>(width)) + "x" +
+                 std::to_string(static_cast<int>(height)) + " cannot fit " +
+                 std::to_string(request.min_side) + ".." + std::to_string(request.max_side));
     }
     const bool landscape = width >= height;
-    const auto image = resize_to(decoded.image, landscape ? scaled_long : scaled_short,
+    const auto image = resize_to(decoded.image,
+                                 landscape ? scaled_long : scaled_short,
                                  landscape ? scaled_short : scaled_long);
-    return reply_with(image, encode_png(image, request.png_compression), ImageFormat::kPng,
-                      decoded.source);
+    return reply_with(
+        image, encode_png(image, request.png_compression), ImageFormat::kPng, decoded.source);
 }
 
 WorkerReply for_validation(const WorkerRequest& request) {
@@ -449,7 +495,8 @@ WorkerReply for_validation(const WorkerRequest& request) {
     const double limit = request.max_long_side;
     if (long_side > limit) {
         const double scale = limit / long_side;
-        image = resize_to(image, std::max(1, static_cast<int>(std::lround(image.width() * scale))),
+        image = resize_to(image,
+                          std::max(1, static_cast<int>(std::lround(image.width() * scale))),
                           std::max(1, static_cast<int>(std::lround(image.height() * scale))));
     }
     // Encoded up to several times below: hold the (small) pixels instead of re-running a
@@ -468,8 +515,8 @@ WorkerReply for_validation(const WorkerRequest& request) {
                 return reply_with(image, std::move(jpeg), ImageFormat::kJpeg, decoded.source);
             }
         }
-        image = resize_to(image, std::max(1, image.width() * 3 / 4),
-                          std::max(1, image.height() * 3 / 4));
+        image = resize_to(
+            image, std::max(1, image.width() * 3 / 4), std::max(1, image.height() * 3 / 4));
     }
     fail(ImageErrorKind::kTooLarge, "no encoding fits the validation size limit");
 }
@@ -529,9 +576,12 @@ WorkerReply execute(const WorkerRequest& request) {
     try {
         try {
             switch (request.operation) {
-                case Operation::kPrepare: return prepare(request);
-                case Operation::kFit: return fit(request);
-                case Operation::kValidation: return for_validation(request);
+                case Operation::kPrepare:
+                    return prepare(request);
+                case Operation::kFit:
+                    return fit(request);
+                case Operation::kValidation:
+                    return for_validation(request);
             }
             fail(ImageErrorKind::kUnreadable, "unknown operation");
         } catch (const VError& error) {
@@ -571,8 +621,8 @@ int run_decode_worker(int argc, char** argv) {
     } catch (const std::exception& error) {
         reply.detail = std::string("bad request: ") + error.what();
     }
-    const bool written = write_all(STDOUT_FILENO, encode_header(reply)) &&
-                         write_all(STDOUT_FILENO, reply.payload);
+    const bool written =
+        write_all(STDOUT_FILENO, encode_header(reply)) && write_all(STDOUT_FILENO, reply.payload);
     return written ? 0 : 4;
 }
 

@@ -88,60 +88,101 @@ ImageFormat sniff(std::string_view bytes) noexcept {
 
 std::string_view mime_type(ImageFormat format) noexcept {
     switch (format) {
-        case ImageFormat::kPng: return "image/png";
-        case ImageFormat::kJpeg: return "image/jpeg";
-        case ImageFormat::kGif: return "image/gif";
-        case ImageFormat::kWebp: return "image/webp";
-        case ImageFormat::kTiff: return "image/tiff";
-        case ImageFormat::kBmp: return "image/bmp";
+        case ImageFormat::kPng:
+            return "image/png";
+        case ImageFormat::kJpeg:
+            return "image/jpeg";
+        case ImageFormat::kGif:
+            return "image/gif";
+        case ImageFormat::kWebp:
+            return "image/webp";
+        case ImageFormat::kTiff:
+            return "image/tiff";
+        case ImageFormat::kBmp:
+            return "image/bmp";
         case ImageFormat::kPsd:
-        case ImageFormat::kPsb: return "image/vnd.adobe.photoshop";
-        case ImageFormat::kPdf: return "application/pdf";
-        case ImageFormat::kSvg: return "image/svg+xml";
-        case ImageFormat::kSvgz: return "image/svg+xml";
-        case ImageFormat::kHeic: return "image/heic";
-        case ImageFormat::kAvif: return "image/avif";
-        case ImageFormat::kUnknown: break;
+        case ImageFormat::kPsb:
+            return "image/vnd.adobe.photoshop";
+        case ImageFormat::kPdf:
+            return "application/pdf";
+        case ImageFormat::kSvg:
+            return "image/svg+xml";
+        case ImageFormat::kSvgz:
+            return "image/svg+xml";
+        case ImageFormat::kHeic:
+            return "image/heic";
+        case ImageFormat::kAvif:
+            return "image/avif";
+        case ImageFormat::kUnknown:
+            break;
     }
     return "application/octet-stream";
 }
 
 std::string_view extension(ImageFormat format) noexcept {
     switch (format) {
-        case ImageFormat::kPng: return ".png";
-        case ImageFormat::kJpeg: return ".jpg";
-        case ImageFormat::kGif: return ".gif";
-        case ImageFormat::kWebp: return ".webp";
-        case ImageFormat::kTiff: return ".tiff";
-        case ImageFormat::kBmp: return ".bmp";
-        case ImageFormat::kPsd: return ".psd";
-        case ImageFormat::kPsb: return ".psb";
-        case ImageFormat::kPdf: return ".pdf";
-        case ImageFormat::kSvg: return ".svg";
-        case ImageFormat::kSvgz: return ".svgz";
-        case ImageFormat::kHeic: return ".heic";
-        case ImageFormat::kAvif: return ".avif";
-        case ImageFormat::kUnknown: break;
+        case ImageFormat::kPng:
+            return ".png";
+        case ImageFormat::kJpeg:
+            return ".jpg";
+        case ImageFormat::kGif:
+            return ".gif";
+        case ImageFormat::kWebp:
+            return ".webp";
+        case ImageFormat::kTiff:
+            return ".tiff";
+        case ImageFormat::kBmp:
+            return ".bmp";
+        case ImageFormat::kPsd:
+            return ".psd";
+        case ImageFormat::kPsb:
+            return ".psb";
+        case ImageFormat::kPdf:
+            return ".pdf";
+        case ImageFormat::kSvg:
+            return ".svg";
+        case ImageFormat::kSvgz:
+            return ".svgz";
+        case ImageFormat::kHeic:
+            return ".heic";
+        case ImageFormat::kAvif:
+            return ".avif";
+        case ImageFormat::kUnknown:
+            break;
     }
     return ".bin";
 }
 
 std::string_view format_name(ImageFormat format) noexcept {
     switch (format) {
-        case ImageFormat::kPng: return "PNG";
-        case ImageFormat::kJpeg: return "JPEG";
-        case ImageFormat::kGif: return "GIF";
-        case ImageFormat::kWebp: return "WebP";
-        case ImageFormat::kTiff: return "TIFF";
-        case ImageFormat::kBmp: return "BMP";
-        case ImageFormat::kPsd: return "PSD";
-        case ImageFormat::kPsb: return "PSB";
-        case ImageFormat::kPdf: return "PDF";
-        case ImageFormat::kSvg: return "SVG";
-        case ImageFormat::kSvgz: return "SVGZ";
-        case ImageFormat::kHeic: return "HEIC";
-        case ImageFormat::kAvif: return "AVIF";
-        case ImageFormat::kUnknown: break;
+        case ImageFormat::kPng:
+            return "PNG";
+        case ImageFormat::kJpeg:
+            return "JPEG";
+        case ImageFormat::kGif:
+            return "GIF";
+        case ImageFormat::kWebp:
+            return "WebP";
+        case ImageFormat::kTiff:
+            return "TIFF";
+        case ImageFormat::kBmp:
+            return "BMP";
+        case ImageFormat::kPsd:
+            return "PSD";
+        case ImageFormat::kPsb:
+            return "PSB";
+        case ImageFormat::kPdf:
+            return "PDF";
+        case ImageFormat::kSvg:
+            return "SVG";
+        case ImageFormat::kSvgz:
+            return "SVGZ";
+        case ImageFormat::kHeic:
+            return "HEIC";
+        case ImageFormat::kAvif:
+            return "AVIF";
+        case ImageFormat::kUnknown:
+            break;
     }
     return "unknown";
 }

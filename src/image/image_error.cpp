@@ -14,24 +14,32 @@ struct KindText {
 
 constexpr std::array<KindText, 10> kKinds{{
     {ImageErrorKind::kEmpty, "empty", "is an empty file (0 bytes); please attach it again"},
-    {ImageErrorKind::kTooLarge, "too_large",
+    {ImageErrorKind::kTooLarge,
+     "too_large",
      "is too large to download; please attach a smaller export"},
-    {ImageErrorKind::kTooManyPixels, "too_many_pixels",
+    {ImageErrorKind::kTooManyPixels,
+     "too_many_pixels",
      "has too many pixels for us to process; please export it at a smaller size"},
-    {ImageErrorKind::kUnsupportedFormat, "unsupported_format",
+    {ImageErrorKind::kUnsupportedFormat,
+     "unsupported_format",
      "is not an image we can read; please attach a PNG, JPEG, PSD, PDF, SVG, WebP, GIF, TIFF, "
      "HEIC, AVIF or BMP file"},
-    {ImageErrorKind::kTruncated, "truncated",
+    {ImageErrorKind::kTruncated,
+     "truncated",
      "is incomplete: the file ends before the picture does; please upload it again"},
-    {ImageErrorKind::kUnreadable, "unreadable",
+    {ImageErrorKind::kUnreadable,
+     "unreadable",
      "could not be read: it seems damaged or uses a feature we do not support"},
-    {ImageErrorKind::kEncrypted, "encrypted",
+    {ImageErrorKind::kEncrypted,
+     "encrypted",
      "is password-protected; please attach a copy without a password"},
-    {ImageErrorKind::kNoComposite, "no_composite",
+    {ImageErrorKind::kNoComposite,
+     "no_composite",
      "is not a readable image: it has no flattened preview layer; save it with "
      "'Maximize compatibility' on"},
     {ImageErrorKind::kTooSmall, "too_small", "is too small to be edited as a picture"},
-    {ImageErrorKind::kBadProportions, "bad_proportions",
+    {ImageErrorKind::kBadProportions,
+     "bad_proportions",
      "is too long and narrow for the image models; please crop it closer to a rectangle"},
 }};
 
@@ -54,12 +62,12 @@ ImageErrorKind kind_from_name(std::string_view name) noexcept {
 }
 
 ImageError::ImageError(ImageErrorKind kind, std::string file_name, std::string detail)
-    : std::runtime_error("image: cannot use '" + file_name + "': " +
-                         std::string(kind_name(kind)) + (detail.empty() ? "" : ": " + detail)),
+    : std::runtime_error("image: cannot use '" + file_name + "': " + std::string(kind_name(kind)) +
+                         (detail.empty() ? "" : ": " + detail)),
       kind_(kind),
       file_name_(std::move(file_name)),
       detail_(std::move(detail)),
-      user_message_("The attached file '" + file_name_ + "' " +
-                    std::string(text_of(kind).reason) + ".") {}
+      user_message_("The attached file '" + file_name_ + "' " + std::string(text_of(kind).reason) +
+                    ".") {}
 
 }  // namespace iea::image

@@ -9,7 +9,7 @@ namespace {
 
 // Big-endian reader that throws when a read would leave the buffer.
 class Reader final {
-public:
+  public:
     explicit Reader(std::string_view bytes) : bytes_(bytes) {}
 
     std::uint64_t read(int width) {
@@ -33,7 +33,7 @@ public:
     }
     [[nodiscard]] std::size_t at() const { return at_; }
 
-private:
+  private:
     void need(std::size_t size) const {
         if (size > bytes_.size() - at_) throw std::out_of_range("psd: short read");
     }
@@ -51,9 +51,19 @@ constexpr std::array<std::string_view, 34> kUnrenderedKeys{
     "mixr", "clrL", "nvrt", "post", "thrs", "grdm", "selc", "lfx2", "lfxs", "lmfx"};
 
 // Keys whose length field is 8 bytes wide in PSB files.
-constexpr std::array<std::string_view, 13> kLongKeysInPsb{
-    "LMsk", "Lr16", "Lr32", "Layr", "Mt16", "Mt32", "Mtrn", "Alph", "FMsk", "lnk2", "FEid", "FXid",
-    "PxSD"};
+constexpr std::array<std::string_view, 13> kLongKeysInPsb{"LMsk",
+                                                          "Lr16",
+                                                          "Lr32",
+                                                          "Layr",
+                                                          "Mt16",
+                                                          "Mt32",
+                                                          "Mtrn",
+                                                          "Alph",
+                                                          "FMsk",
+                                                          "lnk2",
+                                                          "FEid",
+                                                          "FXid",
+                                                          "PxSD"};
 
 template <std::size_t N>
 bool contains(const std::array<std::string_view, N>& keys, std::string_view key) {
@@ -113,7 +123,8 @@ void read_layer_record(Reader& in, bool psb, PsdFacts& facts) {
         const auto key = in.take(4);
         const auto size = in.read(psb && contains(kLongKeysInPsb, key) ? 8 : 4);
         if (contains(kUnrenderedKeys, key)) {
-            mark_unfaithful(facts, "a layer is a fill, adjustment, text, smart object or has effects");
+            mark_unfaithful(facts,
+                            "a layer is a fill, adjustment, text, smart object or has effects");
         }
         in.skip(size);
     }

@@ -9,10 +9,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <system_error>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "image/worker_protocol.hpp"
 
@@ -28,7 +27,8 @@ std::string frame(const json& header) {
     const auto text = header.dump();
     const auto size = static_cast<std::uint32_t>(text.size());
     std::string out(4, '\0');
-    for (int i = 0; i < 4; ++i) out[static_cast<std::size_t>(i)] = static_cast<char>((size >> (8 * i)) & 0xFFu);
+    for (int i = 0; i < 4; ++i)
+        out[static_cast<std::size_t>(i)] = static_cast<char>((size >> (8 * i)) & 0xFFu);
     return out + text;
 }
 
@@ -37,7 +37,8 @@ std::pair<json, std::size_t> unframe(std::string_view stream) {
     if (stream.size() < 4) throw std::runtime_error("short frame");
     std::uint32_t size = 0;
     for (int i = 0; i < 4; ++i) {
-        size |= static_cast<std::uint32_t>(static_cast<unsigned char>(stream[static_cast<std::size_t>(i)]))
+        size |= static_cast<std::uint32_t>(
+                    static_cast<unsigned char>(stream[static_cast<std::size_t>(i)]))
                 << (8 * i);
     }
     if (stream.size() - 4 < size) throw std::runtime_error("header longer than frame");
@@ -46,7 +47,7 @@ std::pair<json, std::size_t> unframe(std::string_view stream) {
 
 // Owns a file descriptor.
 class Fd final {
-public:
+  public:
     explicit Fd(int fd = -1) : fd_(fd) {}
     ~Fd() { reset(); }
     Fd(const Fd&) = delete;
@@ -57,7 +58,7 @@ public:
         fd_ = -1;
     }
 
-private:
+  private:
     int fd_;
 };
 
@@ -77,7 +78,9 @@ std::string describe_exit(int status) {
     return "decoder exited with status " + std::to_string(WEXITSTATUS(status));
 }
 
-pid_t spawn_worker(const std::filesystem::path& exe, int child_end, const ConversionLimits& limits) {
+pid_t spawn_worker(const std::filesystem::path& exe,
+                   int child_end,
+                   const ConversionLimits& limits) {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, child_end, STDIN_FILENO);
@@ -209,7 +212,8 @@ WorkerReply run_in_worker(const WorkerRequest& request, const ConversionLimits& 
     std::string problem;
 
     for (;;) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
         if (left.count() <= 0) {
             ::kill(pid, SIGKILL);
             killed = true;
@@ -218,7 +222,8 @@ WorkerReply run_in_worker(const WorkerRequest& request, const ConversionLimits& 
             break;
         }
         pollfd watch{ours.get(), static_cast<short>(POLLIN | (sending ? POLLOUT : 0)), 0};
-        const int ready = ::poll(&watch, 1, static_cast<int>(std::min<long long>(left.count(), 1000)));
+        const int ready =
+            ::poll(&watch, 1, static_cast<int>(std::min<long long>(left.count(), 1000)));
         if (ready < 0 && errno != EINTR) {
             problem = std::string("poll failed: ") + std::strerror(errno);
             break;

@@ -26,9 +26,9 @@ struct WorkerRequest {
     Operation operation = Operation::kPrepare;
     std::uint64_t max_pixels = 0;
     int png_compression = 2;
-    int min_side = 0;       // kFit
-    int max_side = 0;       // kFit
-    int max_long_side = 0;  // kValidation
+    int min_side = 0;                    // kFit
+    int max_side = 0;                    // kFit
+    int max_long_side = 0;               // kValidation
     std::uint64_t max_base64_bytes = 0;  // kValidation
     std::string_view payload;
 };

@@ -10,6 +10,9 @@
 /// resumed on its own executor; the event loop is never blocked: a bounded thread pool (one
 /// thread per allowed concurrent decode) waits on the children.
 
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -17,21 +20,21 @@
 #include <string>
 #include <string_view>
 
-#include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/awaitable.hpp>
-#include <boost/asio/thread_pool.hpp>
-
 #include "iea/image/format.hpp"
 #include "iea/image/image_error.hpp"
 
 namespace iea::image {
 
 /// Limits and knobs of intake. Defaults follow issue 4.
+// TODO: read these limits from config::Settings (environment and YAML); until then the service
+// runs with the defaults below.
+// TODO: ship image-decode-worker in the container image next to image-edit-agent; without it
+// every intake fails with "image: cannot start ...".
 struct ConversionLimits {
-    std::size_t max_download_bytes = std::size_t{100} << 20;  ///< 100 MiB
-    std::uint64_t max_pixels = 100'000'000;                    ///< checked from the header
-    std::chrono::milliseconds decode_wall_time{60'000};        ///< child killed after this
-    std::chrono::seconds decode_cpu_time{45};                  ///< RLIMIT_CPU of the child
+    std::size_t max_download_bytes = std::size_t{100} << 20;     ///< 100 MiB
+    std::uint64_t max_pixels = 100'000'000;                      ///< checked from the header
+    std::chrono::milliseconds decode_wall_time{60'000};          ///< child killed after this
+    std::chrono::seconds decode_cpu_time{45};                    ///< RLIMIT_CPU of the child
     std::uint64_t decode_memory_bytes = std::uint64_t{3} << 30;  ///< RLIMIT_AS of the child
     unsigned max_concurrent_decodes = 2;  ///< children alive at once; also the pool size
     /// zlib level of the PNGs we produce (0-9), written with adaptive row filters. Level 2
@@ -45,7 +48,7 @@ struct ConversionLimits {
 
 /// Limits of the copy sent to the vision model.
 struct ValidationLimits {
-    int max_long_side = 1568;                ///< larger is downscaled by the provider anyway
+    int max_long_side = 1568;                  ///< larger is downscaled by the provider anyway
     std::size_t max_base64_bytes = 5'000'000;  ///< the provider's cap on one image
 };
 
@@ -71,7 +74,7 @@ struct EncodedImage {
 /// coroutines at once (decodes beyond `max_concurrent_decodes` queue). Destroying it waits for
 /// running decodes (each bounded by the wall-time limit); queued ones are dropped.
 class ImageConverter final {
-public:
+  public:
     ImageConverter(boost::asio::any_io_executor executor, ConversionLimits limits);
     ~ImageConverter();
     ImageConverter(const ImageConverter&) = delete;
@@ -100,7 +103,7 @@ public:
 
     [[nodiscard]] const ConversionLimits& limits() const noexcept { return limits_; }
 
-private:
+  private:
     boost::asio::any_io_executor executor_;
     ConversionLimits limits_;
     boost::asio::thread_pool pool_;

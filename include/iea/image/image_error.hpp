@@ -30,7 +30,7 @@ enum class ImageErrorKind {
 [[nodiscard]] ImageErrorKind kind_from_name(std::string_view name) noexcept;
 
 class ImageError final : public std::runtime_error {
-public:
+  public:
     /// `detail` is technical (decoder text, sizes) and goes only into what();
     /// `file_name` is how the designer knows the file.
     ImageError(ImageErrorKind kind, std::string file_name, std::string detail);
@@ -41,7 +41,7 @@ public:
     /// One plain-words sentence for the task comment or the command line.
     [[nodiscard]] const std::string& user_message() const noexcept { return user_message_; }
 
-private:
+  private:
     ImageErrorKind kind_;
     std::string file_name_;
     std::string detail_;

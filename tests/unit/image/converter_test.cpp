@@ -1,17 +1,16 @@
-#include <catch2/catch.hpp>
+#include "iea/image/converter.hpp"
 
 #include <algorithm>
 #include <array>
-#include <fstream>
-#include <chrono>
-#include <string>
-#include <vector>
-
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <fstream>
+#include <string>
+#include <vector>
 #include <vips/vips8>
 
-#include "iea/image/converter.hpp"
 #include "image_test_support.hpp"
 
 namespace {
@@ -43,7 +42,8 @@ std::string to_png(const vips::VImage& image) {
 // A noisy RGB picture: compresses like a photo, not like a flat colour.
 std::string noise_png(int width, int height) {
     start_vips();
-    const auto noise = vips::VImage::gaussnoise(width, height, vips::VImage::option()->set("sigma", 40.0));
+    const auto noise =
+        vips::VImage::gaussnoise(width, height, vips::VImage::option()->set("sigma", 40.0));
     const std::vector<vips::VImage> bands{noise + 128, noise + 100, noise + 60};
     return to_png(vips::VImage::bandjoin(bands).cast(VIPS_FORMAT_UCHAR));
 }
@@ -67,7 +67,8 @@ std::uint32_t crc32(std::string_view bytes) {
 }
 
 void append_big_endian(std::string& out, std::uint32_t value) {
-    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((value >> shift) & 0xFFu));
+    for (int shift = 24; shift >= 0; shift -= 8)
+        out.push_back(static_cast<char>((value >> shift) & 0xFFu));
 }
 
 // A valid PNG whose IHDR claims width x height, followed by one tiny IDAT (a stored deflate
@@ -81,7 +82,8 @@ std::string png_claiming(std::uint32_t width, std::uint32_t height) {
     append_big_endian(out, 13);
     out += chunk;
     append_big_endian(out, crc32(chunk));
-    const std::string idat = std::string("IDAT") + std::string("\x78\x01\x01\x01\x00\xFE\xFF\x00\x00\x01\x00\x01", 12);
+    const std::string idat =
+        std::string("IDAT") + std::string("\x78\x01\x01\x01\x00\xFE\xFF\x00\x00\x01\x00\x01", 12);
     append_big_endian(out, 12);
     out += idat;
     append_big_endian(out, crc32(idat));
@@ -91,7 +93,9 @@ std::string png_claiming(std::uint32_t width, std::uint32_t height) {
     return out;
 }
 
-ImageErrorKind refusal_of(asio::io_context& io, ImageConverter& converter, std::string bytes,
+ImageErrorKind refusal_of(asio::io_context& io,
+                          ImageConverter& converter,
+                          std::string bytes,
                           const std::string& name) {
     try {
         (void)run(io, converter.prepare(std::move(bytes), name));
@@ -135,7 +139,8 @@ TEST_CASE("converter: refuses what it must, with a typed error naming the file",
         auto limits = test_limits();
         limits.max_pixels = 1000;
         ImageConverter small(io.get_executor(), limits);
-        CHECK(refusal_of(io, small, noise_png(64, 64), "big.png") == ImageErrorKind::kTooManyPixels);
+        CHECK(refusal_of(io, small, noise_png(64, 64), "big.png") ==
+              ImageErrorKind::kTooManyPixels);
     }
 }
 
@@ -144,9 +149,10 @@ TEST_CASE("converter: a 16-bit PNG becomes 8-bit with the same colours", "[image
     // 16-bit RGB at 1/2 and 1/4 of full scale in its first two bands.
     const auto plane = vips::VImage::black(64, 48);
     const std::vector<vips::VImage> bands{plane + 32768, plane + 16384, plane + 65535};
-    const auto image16 = vips::VImage::bandjoin(bands)
-                             .cast(VIPS_FORMAT_USHORT)
-                             .copy(vips::VImage::option()->set("interpretation", VIPS_INTERPRETATION_RGB16));
+    const auto image16 =
+        vips::VImage::bandjoin(bands)
+            .cast(VIPS_FORMAT_USHORT)
+            .copy(vips::VImage::option()->set("interpretation", VIPS_INTERPRETATION_RGB16));
     asio::io_context io;
     ImageConverter converter(io.get_executor(), test_limits());
     const auto prepared = run(io, converter.prepare(to_png(image16), "deep.png"));
@@ -162,7 +168,8 @@ TEST_CASE("converter: a 16-bit PNG becomes 8-bit with the same colours", "[image
     CHECK(pixel[2] == Approx(255).margin(1));
 }
 
-TEST_CASE("converter: a decode over its wall-time limit is killed and reported unreadable", "[image]") {
+TEST_CASE("converter: a decode over its wall-time limit is killed and reported unreadable",
+          "[image]") {
     asio::io_context io;
     auto limits = test_limits();
     SECTION("a decode that cannot finish in 1 ms") {
@@ -184,7 +191,8 @@ TEST_CASE("converter: a decode over its wall-time limit is killed and reported u
         }
         limits.decode_wall_time = std::chrono::seconds(3);
         ImageConverter converter(io.get_executor(), limits);
-        const auto bytes = iea::testing::read_file(*shared / "corpus/images/svgz-truncated-hang.svgz");
+        const auto bytes =
+            iea::testing::read_file(*shared / "corpus/images/svgz-truncated-hang.svgz");
         CHECK_THROWS_AS(run(io, converter.prepare(bytes, "hang.svgz")), ImageError);
     }
 }
@@ -246,7 +254,8 @@ TEST_CASE("converter: the vision copy respects side and size limits", "[image]")
         CHECK(iea::image::base64_length(copy.bytes.size()) <= limits.max_base64_bytes);
     }
     SECTION("small model outputs keep their size") {
-        const auto copy = run(io, converter.for_validation(noise_png(300, 200), ValidationLimits{}));
+        const auto copy =
+            run(io, converter.for_validation(noise_png(300, 200), ValidationLimits{}));
         CHECK(copy.width == 300);
         CHECK(copy.height == 200);
     }
@@ -295,17 +304,15 @@ TEST_CASE("converter: the convert command writes a PNG or says why not", "[image
         std::ofstream(dir / "notes.png", std::ios::binary) << "not a picture\n";
     }
     SECTION("exit 0 with the PNG written") {
-        iea::testing::ChildProcess child({agent, "convert", (dir / "in.png").string(),
-                                          (dir / "out.png").string()},
-                                         {});
+        iea::testing::ChildProcess child(
+            {agent, "convert", (dir / "in.png").string(), (dir / "out.png").string()}, {});
         REQUIRE(child.wait_exit(std::chrono::seconds(60)) == 0);
         const auto out = iea::testing::read_file(dir / "out.png");
         CHECK(png_header(out).width == 80);
     }
     SECTION("non-zero with one plain-words line on stderr") {
-        iea::testing::ChildProcess child({agent, "convert", (dir / "notes.png").string(),
-                                          (dir / "out.png").string()},
-                                         {});
+        iea::testing::ChildProcess child(
+            {agent, "convert", (dir / "notes.png").string(), (dir / "out.png").string()}, {});
         CHECK(child.wait_exit(std::chrono::seconds(60)) == 1);
         const auto text = child.stderr_text();
         CHECK(text.find("'notes.png' is not an image we can read") != std::string::npos);

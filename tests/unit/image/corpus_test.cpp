@@ -1,10 +1,8 @@
 #include <catch2/catch.hpp>
-
 #include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
-
 #include <vips/vips8>
 
 #include "iea/image/converter.hpp"
@@ -172,7 +170,8 @@ TEST_CASE("corpus: pictures that must not come out blank or sideways", "[image]"
     SECTION("the EXIF-6 photo is landscape: its sky is at the top") {
         const auto image = decode_png(prepare("jpeg-exif-orient6.jpg").png);
         const auto top = image.crop(0, 0, image.width(), image.height() / 4).avg();
-        const auto bottom = image.crop(0, image.height() * 3 / 4, image.width(), image.height() / 4).avg();
+        const auto bottom =
+            image.crop(0, image.height() * 3 / 4, image.width(), image.height() / 4).avg();
         CHECK(image.width() == 1800);
         CHECK(top > bottom);
     }

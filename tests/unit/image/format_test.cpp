@@ -1,8 +1,7 @@
-#include <catch2/catch.hpp>
-
-#include <string>
-
 #include "iea/image/format.hpp"
+
+#include <catch2/catch.hpp>
+#include <string>
 
 using iea::image::ImageFormat;
 using iea::image::sniff;
@@ -16,8 +15,12 @@ TEST_CASE("format: sniffs formats from their first bytes", "[image]") {
     CHECK(sniff("%PDF-1.7\n") == ImageFormat::kPdf);
     CHECK(sniff("\xEF\xBB\xBF<?xml version=\"1.0\"?>\n<svg xmlns=\"x\"/>") == ImageFormat::kSvg);
     CHECK(sniff("\x1F\x8B\x08\x00") == ImageFormat::kSvgz);
-    CHECK(sniff(std::string("\0\0\0\x18" "ftypheic\0\0\0\0mif1heic", 24)) == ImageFormat::kHeic);
-    CHECK(sniff(std::string("\0\0\0\x1C" "ftypavif\0\0\0\0avifmif1miaf", 28)) == ImageFormat::kAvif);
+    CHECK(sniff(std::string("\0\0\0\x18"
+                            "ftypheic\0\0\0\0mif1heic",
+                            24)) == ImageFormat::kHeic);
+    CHECK(sniff(std::string("\0\0\0\x1C"
+                            "ftypavif\0\0\0\0avifmif1miaf",
+                            28)) == ImageFormat::kAvif);
     CHECK(sniff(std::string("8BPS\0\x01", 6) + std::string(20, '\0')) == ImageFormat::kPsd);
     CHECK(sniff(std::string("8BPS\0\x02", 6) + std::string(20, '\0')) == ImageFormat::kPsb);
     CHECK(sniff(std::string("BM") + std::string(30, '\0')) == ImageFormat::kBmp);

@@ -2,15 +2,14 @@
 
 // Shared helpers of the image tests: run a converter call to completion, read a PNG header.
 
-#include <cstdint>
-#include <string>
-#include <string_view>
-#include <utility>
-
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
 
 #include "iea/image/converter.hpp"
 #include "support/harness.hpp"
@@ -44,7 +43,8 @@ struct PngHeader {
 
 inline std::uint32_t big_endian(std::string_view bytes, std::size_t at) {
     std::uint32_t value = 0;
-    for (std::size_t i = 0; i < 4; ++i) value = (value << 8) | static_cast<unsigned char>(bytes[at + i]);
+    for (std::size_t i = 0; i < 4; ++i)
+        value = (value << 8) | static_cast<unsigned char>(bytes[at + i]);
     return value;
 }
 
