@@ -6,8 +6,10 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <string>
+#include <system_error>
 #include <vector>
 #include <vips/vips8>
 
@@ -318,4 +320,43 @@ TEST_CASE("converter: the convert command writes a PNG or says why not", "[image
         CHECK(text.find("'notes.png' is not an image we can read") != std::string::npos);
         CHECK(std::count(text.begin(), text.end(), '\n') == 1);
     }
+}
+
+TEST_CASE("converter: a helper that crashes, answers nothing or is missing", "[image]") {
+    asio::io_context io;
+    auto limits = test_limits();
+    const auto dir = iea::testing::scratch_dir("helpers");
+
+    SECTION("a crash becomes an unreadable image") {
+        const auto crasher = dir / "crasher.sh";
+        std::ofstream(crasher) << "#!/bin/sh\nkill -SEGV $$\n";
+        std::filesystem::permissions(crasher, std::filesystem::perms::owner_all);
+        limits.worker_path = crasher;
+        ImageConverter converter(io.get_executor(), limits);
+        try {
+            (void)run(io, converter.prepare(noise_png(16, 16), "x.png"));
+            FAIL("converted");
+        } catch (const ImageError& error) {
+            CHECK(error.kind() == ImageErrorKind::kUnreadable);
+            CHECK(error.detail().find("signal 11") != std::string::npos);
+        }
+    }
+    SECTION("an empty answer becomes an unreadable image") {
+        limits.worker_path = "/bin/true";
+        ImageConverter converter(io.get_executor(), limits);
+        CHECK(refusal_of(io, converter, noise_png(16, 16), "x.png") == ImageErrorKind::kUnreadable);
+    }
+    SECTION("a missing helper is an operator's problem, not the file's") {
+        limits.worker_path = dir / "no-such-helper";
+        ImageConverter converter(io.get_executor(), limits);
+        CHECK_THROWS_AS(run(io, converter.prepare(noise_png(16, 16), "x.png")), std::system_error);
+    }
+#if !defined(__SANITIZE_ADDRESS__)
+    SECTION("a decode over its memory limit fails as unreadable") {
+        limits.decode_memory_bytes = std::uint64_t{48} << 20;
+        ImageConverter converter(io.get_executor(), limits);
+        CHECK(refusal_of(io, converter, noise_png(3000, 2000), "big.png") ==
+              ImageErrorKind::kUnreadable);
+    }
+#endif
 }
