@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "iea/config/settings.hpp"
+#include "iea/image/convert_command.hpp"
 #include "iea/logging/log.hpp"
 #include "iea/service/app.hpp"
 #include "iea/webhook/signature.hpp"
@@ -18,6 +19,8 @@ commands:
   serve          run the service (default)
   check-config   print the effective settings and where each comes from
   sign           read a webhook body on stdin, print its X-Signature
+  convert IN OUT.png [--for-validation]
+                 convert an image the way the service prepares attachments
   --version      print the version
 )";
 
@@ -92,6 +95,7 @@ int main(int argc, char** argv) {
         if (line.command == "serve") return serve(line);
         if (line.command == "check-config") return check_config(line);
         if (line.command == "sign") return sign();
+        if (line.command == "convert") return iea::image::run_convert_command(line.arguments);
         if (line.command == "--version" || line.command == "version") {
             std::cout << "image-edit-agent " << IEA_VERSION << "\n";
             return 0;

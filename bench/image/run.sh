@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Image intake benchmark: our `image-edit-agent convert` against ImageMagick's `convert` doing
+# the same conversion (first page/scene, EXIF orientation, sRGB, 8 bits) at the same PNG
+# compression, in the same run. Inputs are made here with libvips and ImageMagick, plus the
+# shared corpus when it is next to the clone.
+#
+# usage: bench/image/run.sh [BUILD_DIR=build/release] [RUNS=3] [LEVEL=our default]
+# Prints Markdown tables (time = median wall seconds of RUNS, RSS = peak resident MB, including
+# the decode helper process).
+set -euo pipefail
+
+build=${1:-build/release}
+runs=${2:-3}
+level=${3:-2}
+agent="$build/image-edit-agent"
+here=$(cd "$(dirname "$0")/../.." && pwd)
+corpus="$here/../shared/corpus/images"
+work=$(mktemp -d /tmp/iea-image-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+[ -x "$agent" ] || { echo "build $agent first (cmake --build $build --target image-edit-agent)" >&2; exit 2; }
+
+# ---- inputs ----
+# A 12 MP "photo": fractal surfaces (photo-like spectrum) per channel plus sensor-like noise.
+for band in r g b; do
+    vips fractsurf "$work/$band.v" 4000 3000 2.4
+done
+vips bandjoin "$work/r.v $work/g.v $work/b.v" "$work/rgb.v"
+vips gaussnoise "$work/noise.v" 4000 3000 --sigma 4 --mean 0
+vips bandjoin "$work/noise.v $work/noise.v $work/noise.v" "$work/noise3.v"
+vips linear "$work/rgb.v" "$work/scaled.v" 1.2 128
+vips add "$work/scaled.v" "$work/noise3.v" "$work/sum.v"
+vips cast "$work/sum.v" "$work/photo.v" uchar
+vips copy "$work/photo.v" "$work/photo-12mp.jpg[Q=90]"
+rm -f "$work"/*.v
+# A 3000x2000 PSD with a composite and three layers.
+convert "$work/photo-12mp.jpg" -resize 3000x2000! "$work/bg.png"
+convert "$work/bg.png" -crop 1200x800+600+400 +repage "$work/cut.png"
+convert -size 900x300 xc:none -fill '#ff7a00' -draw 'roundrectangle 0,0 899,299 40,40' "$work/shape.png"
+convert "$work/bg.png" "$work/shape.png" -geometry +1800+1500 -composite \
+        "$work/cut.png" -geometry +150+150 -composite "$work/composite.png"
+convert "$work/composite.png" "$work/bg.png" \( "$work/cut.png" -repage +150+150 \) \
+        \( "$work/shape.png" -repage +1800+1500 \) "$work/layered-3000x2000.psd"
+# 16-bit PNG and CMYK JPEG.
+convert "$work/bg.png" -depth 16 "$work/rgb16-3000x2000.png"
+convert "$work/photo-12mp.jpg" -colorspace CMYK -quality 90 "$work/cmyk-12mp.jpg"
+rm -f "$work"/bg.png "$work"/cut.png "$work"/shape.png "$work"/composite.png
+
+measure() {  # prints "seconds peak_kb" of one run of "$@"
+    /usr/bin/time -f "%e %M" -o "$work/time" "$@" > /dev/null 2>&1 || true
+    cat "$work/time" | tail -1
+}
+
+median_of() {  # RUNS runs of "$@": median seconds, max RSS in MB
+    local times=() rss=0 t m
+    for _ in $(seq "$runs"); do
+        read -r t m < <(measure "$@")
+        times+=("$t")
+        (( m > rss )) && rss=$m
+    done
+    printf '%s %d\n' "$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')" $((rss / 1024))
+}
+
+size_kb() { [ -f "$1" ] && echo $(( $(stat -c %s "$1") / 1024 )) || echo "-"; }
+
+compare() {  # one table row for input $1
+    local input=$1 name
+    name=$(basename "$input")
+    rm -f "$work/ours.png" "$work/im.png"
+    read -r ours_s ours_mb < <(median_of "$agent" convert "$input" "$work/ours.png" --png-compression "$level")
+    read -r im_s im_mb < <(median_of convert "${input}[0]" -auto-orient -colorspace sRGB -depth 8 \
+        -define png:compression-level="$level" -define png:compression-filter=5 \
+        -define png:compression-strategy=0 -strip "$work/im.png")
+    printf '| %s | %s | %s | %s | %s | %s | %s | %.2f |\n' "$name" "$ours_s" "$ours_mb" \
+        "$(size_kb "$work/ours.png")" "$im_s" "$im_mb" "$(size_kb "$work/im.png")" \
+        "$(awk -v a="$ours_s" -v b="$im_s" 'BEGIN { print (b > 0 ? a / b : 0) }')"
+}
+
+echo "PNG compression level $level, adaptive row filter (both tools), $runs runs each, $(nproc) cores"
+echo
+echo "| input | ours s | ours MB | ours KB | IM s | IM MB | IM KB | ours/IM time |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+for input in "$work/photo-12mp.jpg" "$work/layered-3000x2000.psd" "$work/rgb16-3000x2000.png" \
+             "$work/cmyk-12mp.jpg"; do
+    compare "$input"
+done
+if [ -d "$corpus" ]; then
+    # Files both tools convert in a few seconds (the bombs, the hang and the refusals are
+    # covered by the tests, not timed here).
+    for name in jpeg-ordinary.jpg jpeg-exif-orient6.jpg jpeg-cmyk-noprofile.jpg png-palette-trns.png \
+                png-16bit-rgba.png psd-rgb8-layered-ok.psd psd-cmyk-alpha-spot-letter.psd psb-ok.psb \
+                tiff-cmyk-jpeg.tif webp-alpha.webp gif-animated.gif heic-ordinary.heic svg-ordinary.svg; do
+        compare "$corpus/$name"
+    done
+fi
+
+echo
+echo "| validation copy (≤1568 px, ≤5 MB base64) | s | MB | output |"
+echo "| --- | --- | --- | --- |"
+read -r v_s v_mb < <(median_of "$agent" convert "$work/photo-12mp.jpg" "$work/vision.png" --for-validation)
+out=$(ls "$work"/vision.* 2>/dev/null | head -1)
+printf '| photo-12mp.jpg | %s | %s | %s, %s KB |\n' "$v_s" "$v_mb" "$(basename "$out")" "$(size_kb "$out")"

@@ -1,0 +1,32 @@
+#pragma once
+
+// Private: just enough of the Photoshop file layout to decide how to read a PSD/PSB before any
+// decoder touches it (Adobe's "Photoshop File Formats Specification": header, colour mode
+// data, image resources, layer and mask information).
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace iea::image::detail {
+
+struct PsdFacts {
+    std::uint32_t width = 0;
+    std::uint32_t height = 0;
+    /// False when resource 1057 (version info) says hasRealMergedData = 0: the file was saved
+    /// with "Maximize compatibility" off and its composite section is blank.
+    bool has_real_composite = true;
+    int layer_count = 0;
+    /// True when every layer is a visible, unmasked, unclipped pixel layer in normal or
+    /// pass-through mode without effects: the only case where merging the layers ourselves
+    /// gives what Photoshop shows. Holds why not otherwise.
+    bool layers_flatten_faithfully = true;
+    std::string why_not_faithful;
+};
+
+/// Reads the header, the resources and the layer records; nothing when the structure is
+/// malformed (the decoder then reports the file as unreadable).
+std::optional<PsdFacts> inspect_psd(std::string_view bytes);
+
+}  // namespace iea::image::detail
