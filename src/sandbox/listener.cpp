@@ -34,26 +34,41 @@ std::string service_of(std::string_view path) {
 
 std::string fault_name(FaultKind kind) {
     switch (kind) {
-        case FaultKind::kFailedPrediction: return "failed_prediction";
-        case FaultKind::kOutput404: return "output_404";
-        case FaultKind::kFinishLength: return "finish_length";
-        case FaultKind::kContentNull: return "content_null";
-        default: return "other";
+        case FaultKind::kFailedPrediction:
+            return "failed_prediction";
+        case FaultKind::kOutput404:
+            return "output_404";
+        case FaultKind::kFinishLength:
+            return "finish_length";
+        case FaultKind::kContentNull:
+            return "content_null";
+        default:
+            return "other";
     }
 }
 
 std::string default_message(int status) {
     switch (status) {
-        case 400: return "Bad request";
-        case 401: return "Unauthorized";
-        case 402: return "Insufficient credits";
-        case 403: return "Forbidden";
-        case 404: return "Not found";
-        case 408: return "Request timed out";
-        case 429: return "Rate limit exceeded";
-        case 502: return "Upstream provider error";
-        case 503: return "Service unavailable";
-        default: return "Sandbox fault";
+        case 400:
+            return "Bad request";
+        case 401:
+            return "Unauthorized";
+        case 402:
+            return "Insufficient credits";
+        case 403:
+            return "Forbidden";
+        case 404:
+            return "Not found";
+        case 408:
+            return "Request timed out";
+        case 429:
+            return "Rate limit exceeded";
+        case 502:
+            return "Upstream provider error";
+        case 503:
+            return "Service unavailable";
+        default:
+            return "Sandbox fault";
     }
 }
 
@@ -63,13 +78,16 @@ Response provider_error(const std::string& service, const FaultRule& rule) {
     const auto status = static_cast<http::Status>(rule.status);
     Response response;
     if (service == "clickup") {
-        const auto ecode = rule.source.value(
-            "ecode", rule.status == 401 ? std::string("OAUTH_019")
-                                        : "SANDBOX_" + std::to_string(rule.status));
+        const auto ecode =
+            rule.source.value("ecode",
+                              rule.status == 401 ? std::string("OAUTH_019")
+                                                 : "SANDBOX_" + std::to_string(rule.status));
         response = http::json_response(status, {{"err", message}, {"ECODE", ecode}});
     } else if (service == "openrouter") {
         response = http::json_response(
-            status, {{"error", {{"code", rule.status}, {"message", message}, {"metadata", json::object()}}}});
+            status,
+            {{"error",
+              {{"code", rule.status}, {"message", message}, {"metadata", json::object()}}}});
     } else if (service == "wavespeed") {
         response = http::json_response(
             status, {{"code", rule.status}, {"message", message}, {"data", nullptr}});
@@ -78,7 +96,8 @@ Response provider_error(const std::string& service, const FaultRule& rule) {
         response.set(bhttp::field::content_type, "text/plain");
         response.body() = message;
     }
-    if (rule.retry_after) response.set(bhttp::field::retry_after, std::to_string(*rule.retry_after));
+    if (rule.retry_after)
+        response.set(bhttp::field::retry_after, std::to_string(*rule.retry_after));
     if (rule.ratelimit_reset) {
         response.set("X-RateLimit-Limit", "100");
         response.set("X-RateLimit-Remaining", "0");
@@ -90,18 +109,19 @@ Response provider_error(const std::string& service, const FaultRule& rule) {
 Response error_in_200(const std::string& service, const FaultRule& rule) {
     const auto message = rule.message.empty() ? default_message(rule.status) : rule.message;
     if (service == "wavespeed") {
-        return http::json_response(http::Status::ok,
-                                   {{"code", rule.status}, {"message", message}, {"data", nullptr}});
+        return http::json_response(
+            http::Status::ok, {{"code", rule.status}, {"message", message}, {"data", nullptr}});
     }
-    return http::json_response(
-        http::Status::ok, {{"error", {{"code", rule.status}, {"message", message}}}});
+    return http::json_response(http::Status::ok,
+                               {{"error", {{"code", rule.status}, {"message", message}}}});
 }
 
 Response html_404() {
     Response response{http::Status::not_found, 11};
     response.set(bhttp::field::content_type, "text/html; charset=utf-8");
-    response.body() = "<!DOCTYPE html><html><head><title>Error</title></head>"
-                      "<body><pre>Cannot find the requested route</pre></body></html>";
+    response.body() =
+        "<!DOCTYPE html><html><head><title>Error</title></head>"
+        "<body><pre>Cannot find the requested route</pre></body></html>";
     return response;
 }
 
@@ -198,7 +218,8 @@ asio::awaitable<void> Sandbox::session(asio::ip::tcp::socket socket) {
         try {
             response = co_await answer(request, exchange);
         } catch (const std::exception& e) {
-            log_.error("Sandbox handler failed", {{"path", http::path_of(request)}, {"error", e.what()}});
+            log_.error("Sandbox handler failed",
+                       {{"path", http::path_of(request)}, {"error", e.what()}});
             response = http::error_response(http::Status::internal_server_error, "sandbox error");
         }
         exchange.finished = now_ms();
@@ -257,14 +278,20 @@ asio::awaitable<std::optional<Response>> Sandbox::answer(Request& request, Excha
     if (!rule) co_return co_await router_.route(request);
 
     exchange.fault_id = rule->id;
-    log_.info("Fault applied", {{"fault_id", rule->id}, {"service", exchange.service},
-                                {"path", http::path_of(request)}});
+    log_.info(
+        "Fault applied",
+        {{"fault_id", rule->id}, {"service", exchange.service}, {"path", http::path_of(request)}});
     switch (rule->kind) {
-        case FaultKind::kDrop: co_return std::nullopt;
-        case FaultKind::kStatus: co_return provider_error(exchange.service, *rule);
-        case FaultKind::kHtml404: co_return html_404();
-        case FaultKind::kErrorIn200: co_return error_in_200(exchange.service, *rule);
-        case FaultKind::kLatency: co_return co_await router_.route(request);
+        case FaultKind::kDrop:
+            co_return std::nullopt;
+        case FaultKind::kStatus:
+            co_return provider_error(exchange.service, *rule);
+        case FaultKind::kHtml404:
+            co_return html_404();
+        case FaultKind::kErrorIn200:
+            co_return error_in_200(exchange.service, *rule);
+        case FaultKind::kLatency:
+            co_return co_await router_.route(request);
         case FaultKind::kTruncate: {
             exchange.truncated = true;
             co_return co_await router_.route(request);
@@ -272,7 +299,8 @@ asio::awaitable<std::optional<Response>> Sandbox::answer(Request& request, Excha
         case FaultKind::kMalformedJson: {
             Response response{http::Status::ok, 11};
             response.set(bhttp::field::content_type, "application/json");
-            response.body() = R"({"id":"gen-sandbox","choices":[{"message":{"content":"unterminated)";
+            response.body() =
+                R"({"id":"gen-sandbox","choices":[{"message":{"content":"unterminated)";
             co_return response;
         }
         default: {
@@ -292,7 +320,8 @@ void Sandbox::record(const Request& request, const Exchange& exchange) {
         {"service", exchange.service},
         {"method", std::string(request.method_string())},
         {"path", std::string(http::path_of(request))},
-        {"query", query_at == std::string_view::npos ? "" : std::string(target.substr(query_at + 1))},
+        {"query",
+         query_at == std::string_view::npos ? "" : std::string(target.substr(query_at + 1))},
         {"started_ms", exchange.started},
         {"finished_ms", exchange.finished},
         {"latency_ms", exchange.finished - exchange.started},

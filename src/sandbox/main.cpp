@@ -1,10 +1,9 @@
 // image-edit-sandbox: wiring only. See docs/sandbox.md for the admin API.
 
+#include <boost/asio/signal_set.hpp>
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
-
-#include <boost/asio/signal_set.hpp>
 #include <vips/vips8>
 
 #include "iea/logging/log.hpp"
@@ -17,10 +16,13 @@ int main(int argc, char** argv) {
             std::cerr << "image-edit-sandbox: libvips failed to start\n";
             return 1;
         }
-        if (!options.service_url.empty()) (void)iea::sandbox::parse_service_url(options.service_url);
+        if (!options.service_url.empty())
+            (void)iea::sandbox::parse_service_url(options.service_url);
         if (options.data_dir.empty()) {
-            std::string pattern = (std::filesystem::temp_directory_path() / "iea-sandbox-XXXXXX").string();
-            if (!::mkdtemp(pattern.data())) throw std::runtime_error("cannot create a data directory");
+            std::string pattern =
+                (std::filesystem::temp_directory_path() / "iea-sandbox-XXXXXX").string();
+            if (!::mkdtemp(pattern.data()))
+                throw std::runtime_error("cannot create a data directory");
             options.data_dir = pattern;
         }
         const char* level = std::getenv("LOG_LEVEL");
@@ -30,8 +32,10 @@ int main(int argc, char** argv) {
         boost::asio::io_context io;
         iea::sandbox::Sandbox sandbox(io, options);
         sandbox.start();
-        log.info("Sandbox listening", {{"address", options.bind}, {"port", sandbox.port()},
-                                       {"data_dir", options.data_dir.string()}});
+        log.info("Sandbox listening",
+                 {{"address", options.bind},
+                  {"port", sandbox.port()},
+                  {"data_dir", options.data_dir.string()}});
 
         boost::asio::signal_set signals(io, SIGTERM, SIGINT);
         signals.async_wait([&](const boost::system::error_code& ec, int signal_number) {

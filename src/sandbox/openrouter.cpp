@@ -2,10 +2,9 @@
 // real API and its Anthropic upstream do, then answers as an enhancer, a splitter or a
 // validator depending on the system prompt's "Purpose:" line.
 
+#include <boost/beast/http/field.hpp>
 #include <cmath>
 #include <regex>
-
-#include <boost/beast/http/field.hpp>
 
 #include "sandbox/sandbox.hpp"
 #include "sandbox/util.hpp"
@@ -97,14 +96,17 @@ std::string verdict_text(const VerdictRule& rule) {
     verdict["reasoning"] = rule.reasoning;
     const auto body = verdict.dump(2);
     if (rule.style == "fenced") return "```json\n" + body + "\n```";
-    if (rule.style == "prose") return "I compared the edited image with the original and the request.\n\n" + body;
+    if (rule.style == "prose")
+        return "I compared the edited image with the original and the request.\n\n" + body;
     return body;
 }
 
 // Checks one content part; an error message, or empty when the part is acceptable.
 std::string check_part(const json& part, std::size_t& images) {
     const auto type = part.value("type", "");
-    if (type == "text") return part.contains("text") && part["text"].is_string() ? "" : "text part needs a string text";
+    if (type == "text")
+        return part.contains("text") && part["text"].is_string() ? ""
+                                                                 : "text part needs a string text";
     if (type != "image_url") return "unsupported content part type";
     if (!part.contains("image_url") || !part["image_url"].is_object() ||
         !part["image_url"].contains("url") || !part["image_url"]["url"].is_string()) {
@@ -112,6 +114,8 @@ std::string check_part(const json& part, std::size_t& images) {
     }
     ++images;
     const auto& url = part["image_url"]["url"].get_ref<const std::string&>();
+    // TODO: http(s) image URLs are accepted without being fetched, so a URL the real API could not
+    // reach still passes here.
     if (url.starts_with("https://") || url.starts_with("http://")) return "";
     const auto marker = url.find(";base64,");
     if (!url.starts_with("data:image/") || marker == std::string::npos) return "invalid image URL";
@@ -128,7 +132,8 @@ std::string check_part(const json& part, std::size_t& images) {
 }  // namespace
 
 void Sandbox::add_openrouter_routes(http::Router& router) {
-    router.add(http::Method::post, "/openrouter/api/v1/chat/completions",
+    router.add(http::Method::post,
+               "/openrouter/api/v1/chat/completions",
                [this](const Request& request) { return openrouter_chat(request); });
 }
 
@@ -138,8 +143,10 @@ asio::awaitable<Response> Sandbox::openrouter_chat(const Request& request) {
         co_return openrouter_error(http::Status::unauthorized, "No auth credentials found");
     }
     const auto body = json::parse(request.body(), nullptr, false);
-    if (!body.is_object()) co_return openrouter_error(http::Status::bad_request, "Invalid JSON body");
-    if (!body.contains("model") || !body["model"].is_string() || body["model"].get<std::string>().empty()) {
+    if (!body.is_object())
+        co_return openrouter_error(http::Status::bad_request, "Invalid JSON body");
+    if (!body.contains("model") || !body["model"].is_string() ||
+        body["model"].get<std::string>().empty()) {
         co_return openrouter_error(http::Status::bad_request, "model is required");
     }
     if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty()) {
@@ -152,6 +159,9 @@ asio::awaitable<Response> Sandbox::openrouter_chat(const Request& request) {
     std::size_t images = 0;
     bool user_seen = false;
     for (const auto& message : body["messages"]) {
+        if (!message.is_object()) {
+            co_return openrouter_error(http::Status::bad_request, "each message must be an object");
+        }
         const auto role = message.value("role", "");
         if (role == "system" && message.contains("content") && message["content"].is_string()) {
             system_text += message["content"].get<std::string>();
@@ -165,14 +175,16 @@ asio::awaitable<Response> Sandbox::openrouter_chat(const Request& request) {
                 if (const auto problem = check_part(part, images); !problem.empty()) {
                     co_return openrouter_error(http::Status::bad_request, problem);
                 }
-                if (part.value("type", "") == "text") user_text += part["text"].get<std::string>() + "\n";
+                if (part.value("type", "") == "text")
+                    user_text += part["text"].get<std::string>() + "\n";
             }
             user_seen = true;
         }
     }
     if (system_text.empty() || !user_seen) {
-        co_return openrouter_error(http::Status::bad_request,
-                                   "a system message with string content and a user message are required");
+        co_return openrouter_error(
+            http::Status::bad_request,
+            "a system message with string content and a user message are required");
     }
 
     // 2. Decide what is being asked, and answer it.
@@ -193,7 +205,8 @@ asio::awaitable<Response> Sandbox::openrouter_chat(const Request& request) {
     } else if (has_line(system_text, "Purpose: split")) {
         content = split_edits(request_body).dump();
     } else {
-        const auto model = reference.model == "*" ? std::string("the image model") : reference.model;
+        const auto model =
+            reference.model == "*" ? std::string("the image model") : reference.model;
         content = "Edit for " + model + ": " + request_body;
     }
 
@@ -208,7 +221,8 @@ asio::awaitable<Response> Sandbox::openrouter_chat(const Request& request) {
         message_content = nullptr;
         finish = "length";
     }
-    const auto prompt_tokens = static_cast<std::int64_t>((system_text.size() + user_text.size()) / 4 + images * 1500);
+    const auto prompt_tokens =
+        static_cast<std::int64_t>((system_text.size() + user_text.size()) / 4 + images * 1500);
     const auto completion_tokens = static_cast<std::int64_t>(content.size() / 4 + 1);
     co_return http::json_response(
         http::Status::ok,
@@ -217,17 +231,20 @@ asio::awaitable<Response> Sandbox::openrouter_chat(const Request& request) {
          {"model", body["model"]},
          {"object", "chat.completion"},
          {"created", now_ms() / 1000},
-         {"choices", json::array({{{"index", 0},
-                                   {"finish_reason", finish},
-                                   {"native_finish_reason", finish == "stop" ? "end_turn" : "max_tokens"},
-                                   {"message", {{"role", "assistant"},
-                                                {"content", message_content},
-                                                {"reasoning", nullptr},
-                                                {"refusal", nullptr}}}}})},
-         {"usage", {{"prompt_tokens", prompt_tokens},
-                    {"completion_tokens", completion_tokens},
-                    {"total_tokens", prompt_tokens + completion_tokens},
-                    {"completion_tokens_details", {{"reasoning_tokens", 0}}}}}});
+         {"choices",
+          json::array({{{"index", 0},
+                        {"finish_reason", finish},
+                        {"native_finish_reason", finish == "stop" ? "end_turn" : "max_tokens"},
+                        {"message",
+                         {{"role", "assistant"},
+                          {"content", message_content},
+                          {"reasoning", nullptr},
+                          {"refusal", nullptr}}}}})},
+         {"usage",
+          {{"prompt_tokens", prompt_tokens},
+           {"completion_tokens", completion_tokens},
+           {"total_tokens", prompt_tokens + completion_tokens},
+           {"completion_tokens_details", {{"reasoning_tokens", 0}}}}}});
 }
 
 }  // namespace iea::sandbox

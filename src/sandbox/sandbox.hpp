@@ -7,23 +7,22 @@
 /// Everything runs on one io_context thread; only image editing (libvips) runs on a worker
 /// pool and hands its bytes back. All state below is touched from the io thread only.
 
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
 #include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <boost/asio/awaitable.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/thread_pool.hpp>
-#include <nlohmann/json.hpp>
 
 #include "iea/http/server.hpp"
 #include "iea/logging/log.hpp"
@@ -120,17 +119,17 @@ struct Scenario {
 };
 
 enum class FaultKind {
-    kStatus,          ///< status code, provider-shaped error body, optional headers
-    kHtml404,         ///< 404 with an HTML page (ClickUp on a wrong method/path)
-    kLatency,         ///< answer normally after latency_ms
-    kDrop,            ///< close the connection without answering
-    kTruncate,        ///< full Content-Length, half the body, then close
-    kMalformedJson,   ///< 200 with a body that is not JSON
-    kErrorIn200,      ///< OpenRouter top-level error / WaveSpeed code != 200, HTTP 200
-    kFailedPrediction,///< WaveSpeed submit accepted, prediction ends "failed"
-    kOutput404,       ///< WaveSpeed prediction completes with outputs that 404
-    kFinishLength,    ///< OpenRouter content cut in half, finish_reason "length"
-    kContentNull,     ///< OpenRouter content null, finish_reason "length"
+    kStatus,            ///< status code, provider-shaped error body, optional headers
+    kHtml404,           ///< 404 with an HTML page (ClickUp on a wrong method/path)
+    kLatency,           ///< answer normally after latency_ms
+    kDrop,              ///< close the connection without answering
+    kTruncate,          ///< full Content-Length, half the body, then close
+    kMalformedJson,     ///< 200 with a body that is not JSON
+    kErrorIn200,        ///< OpenRouter top-level error / WaveSpeed code != 200, HTTP 200
+    kFailedPrediction,  ///< WaveSpeed submit accepted, prediction ends "failed"
+    kOutput404,         ///< WaveSpeed prediction completes with outputs that 404
+    kFinishLength,      ///< OpenRouter content cut in half, finish_reason "length"
+    kContentNull,       ///< OpenRouter content null, finish_reason "length"
 };
 
 struct FaultRule {
@@ -185,7 +184,7 @@ struct Delivery {
 };
 
 class Sandbox final {
-public:
+  public:
     Sandbox(asio::io_context& io, Options options);
     ~Sandbox();
 
@@ -194,7 +193,7 @@ public:
     void stop();
     [[nodiscard]] unsigned short port() const { return port_; }
 
-private:
+  private:
     struct Exchange;  // one request in flight, see listener.cpp
 
     // listener.cpp: accept loop, session, faults, recording

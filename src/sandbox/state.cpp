@@ -41,11 +41,19 @@ json status_object(const std::string& name) {
 
 json user_object(bool by_service) {
     if (by_service) {
-        return {{"id", 99000001}, {"username", "image-edit-agent"}, {"email", "agent@example.invalid"},
-                {"color", "#000000"}, {"initials", "IA"}, {"profilePicture", nullptr}};
+        return {{"id", 99000001},
+                {"username", "image-edit-agent"},
+                {"email", "agent@example.invalid"},
+                {"color", "#000000"},
+                {"initials", "IA"},
+                {"profilePicture", nullptr}};
     }
-    return {{"id", 81234567}, {"username", "Sandbox Designer"}, {"email", "designer@example.invalid"},
-            {"color", "#7b68ee"}, {"initials", "SD"}, {"profilePicture", nullptr}};
+    return {{"id", 81234567},
+            {"username", "Sandbox Designer"},
+            {"email", "designer@example.invalid"},
+            {"color", "#7b68ee"},
+            {"initials", "SD"},
+            {"profilePicture", nullptr}};
 }
 
 std::string safe_title(std::string_view title) {
@@ -66,7 +74,9 @@ int int_key(const json& spec, const char* key, int fallback) {
     return spec.at(key).get<int>();
 }
 
-void reject_unknown(const json& spec, std::initializer_list<const char*> allowed, const char* what) {
+void reject_unknown(const json& spec,
+                    std::initializer_list<const char*> allowed,
+                    const char* what) {
     if (!spec.is_object()) throw std::invalid_argument(std::string(what) + " must be an object");
     const std::set<std::string> names(allowed.begin(), allowed.end());
     for (const auto& [key, value] : spec.items()) {
@@ -77,7 +87,8 @@ void reject_unknown(const json& spec, std::initializer_list<const char*> allowed
 }
 
 VerdictRule parse_verdict(const json& spec) {
-    reject_unknown(spec, {"model", "iteration", "score", "pass", "issues", "reasoning", "style"},
+    reject_unknown(spec,
+                   {"model", "iteration", "score", "pass", "issues", "reasoning", "style"},
                    "verdict rule");
     VerdictRule rule;
     rule.model = spec.value("model", rule.model);
@@ -119,8 +130,19 @@ json summarize_json(const json& value) {
 }
 
 FaultRule parse_fault(const json& spec) {
-    reject_unknown(spec, {"service", "method", "path", "kind", "times", "status", "retry_after",
-                          "ratelimit_reset", "ratelimit_reset_in", "message", "ecode", "latency_ms"},
+    reject_unknown(spec,
+                   {"service",
+                    "method",
+                    "path",
+                    "kind",
+                    "times",
+                    "status",
+                    "retry_after",
+                    "ratelimit_reset",
+                    "ratelimit_reset_in",
+                    "message",
+                    "ecode",
+                    "latency_ms"},
                    "fault");
     static const std::map<std::string, FaultKind> kinds = {
         {"status", FaultKind::kStatus},
@@ -140,7 +162,8 @@ FaultRule parse_fault(const json& spec) {
     rule.service = spec.value("service", "");
     if (!rule.service.empty() && rule.service != "clickup" && rule.service != "openrouter" &&
         rule.service != "wavespeed" && rule.service != "files") {
-        throw std::invalid_argument("fault: service must be clickup, openrouter, wavespeed or files");
+        throw std::invalid_argument(
+            "fault: service must be clickup, openrouter, wavespeed or files");
     }
     rule.method = spec.value("method", "");
     for (auto& c : rule.method) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
@@ -196,9 +219,7 @@ std::string Sandbox::next_history_id() {
     return std::to_string(4000000000000000000LL + next_counter_++);
 }
 
-std::string Sandbox::base_url() const {
-    return "http://127.0.0.1:" + std::to_string(port_);
-}
+std::string Sandbox::base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
 
 Task* Sandbox::find_task(std::string_view id) {
     const auto found = tasks_.find(std::string(id));
@@ -267,7 +288,8 @@ Task& Sandbox::create_task(const json& spec) {
             throw std::invalid_argument("attachment: needs file or valid base64");
         }
         task.attachments.push_back(store_file(title.empty() ? "image.png" : title, data, false));
-        task.attachments.back().date = task.created + static_cast<std::int64_t>(task.attachments.size());
+        task.attachments.back().date =
+            task.created + static_cast<std::int64_t>(task.attachments.size());
     }
     task_order_.push_back(task.id);
     const auto id = task.id;
@@ -279,33 +301,61 @@ json Sandbox::task_json(const Task& task) const {
     for (const auto& a : task.attachments) {
         const bool image = a.mimetype.starts_with("image/");
         attachments.push_back({
-            {"id", a.id}, {"date", std::to_string(a.date)}, {"title", a.title}, {"type", 1},
-            {"source", 1}, {"version", 0}, {"extension", a.extension},
+            {"id", a.id},
+            {"date", std::to_string(a.date)},
+            {"title", a.title},
+            {"type", 1},
+            {"source", 1},
+            {"version", 0},
+            {"extension", a.extension},
             {"thumbnail_small", image ? json(a.url) : json(nullptr)},
             {"thumbnail_medium", image ? json(a.url) : json(nullptr)},
             {"thumbnail_large", image ? json(a.url) : json(nullptr)},
-            {"is_folder", nullptr}, {"mimetype", a.mimetype}, {"hidden", false},
-            {"parent_id", task.id}, {"size", a.size}, {"total_comments", 0},
-            {"resolved_comments", 0}, {"user", user_object(a.via_api)}, {"deleted", false},
-            {"orientation", nullptr}, {"url", a.url}, {"email_data", nullptr},
-            {"url_w_query", a.url + "?view=open"}, {"url_w_host", a.url},
+            {"is_folder", nullptr},
+            {"mimetype", a.mimetype},
+            {"hidden", false},
+            {"parent_id", task.id},
+            {"size", a.size},
+            {"total_comments", 0},
+            {"resolved_comments", 0},
+            {"user", user_object(a.via_api)},
+            {"deleted", false},
+            {"orientation", nullptr},
+            {"url", a.url},
+            {"email_data", nullptr},
+            {"url_w_query", a.url + "?view=open"},
+            {"url_w_host", a.url},
         });
     }
-    json field = {{"id", options_.field_id}, {"name", "AI edit"}, {"type", "checkbox"},
-                  {"type_config", json::object()}, {"date_created", "1733142000000"},
-                  {"hide_from_guests", false}, {"required", false}};
+    json field = {{"id", options_.field_id},
+                  {"name", "AI edit"},
+                  {"type", "checkbox"},
+                  {"type_config", json::object()},
+                  {"date_created", "1733142000000"},
+                  {"hide_from_guests", false},
+                  {"required", false}};
     if (task.ai_edit) field["value"] = "true";
 
     return {
-        {"id", task.id}, {"custom_id", nullptr}, {"name", task.name},
-        {"text_content", task.description}, {"description", task.description},
-        {"status", status_object(task.status)}, {"orderindex", "1.00000000000000000000"},
+        {"id", task.id},
+        {"custom_id", nullptr},
+        {"name", task.name},
+        {"text_content", task.description},
+        {"description", task.description},
+        {"status", status_object(task.status)},
+        {"orderindex", "1.00000000000000000000"},
         {"date_created", std::to_string(task.created)},
         {"date_updated", std::to_string(task.updated)},
-        {"date_closed", task.status == "complete" ? json(std::to_string(task.updated)) : json(nullptr)},
-        {"archived", false}, {"creator", user_object(false)}, {"assignees", json::array()},
-        {"tags", json::array()}, {"parent", nullptr}, {"priority", nullptr},
-        {"due_date", nullptr}, {"url", "https://app.clickup.com/t/" + task.id},
+        {"date_closed",
+         task.status == "complete" ? json(std::to_string(task.updated)) : json(nullptr)},
+        {"archived", false},
+        {"creator", user_object(false)},
+        {"assignees", json::array()},
+        {"tags", json::array()},
+        {"parent", nullptr},
+        {"priority", nullptr},
+        {"due_date", nullptr},
+        {"url", "https://app.clickup.com/t/" + task.id},
         {"list", {{"id", kListId}, {"name", "Creative requests"}, {"access", true}}},
         {"folder", {{"id", kFolderId}, {"name", "Design"}, {"hidden", false}, {"access", true}}},
         {"space", {{"id", kSpaceId}}},
@@ -318,8 +368,11 @@ json Sandbox::admin_task_json(const Task& task) const {
     json out = task_json(task);
     json comments = json::array();
     for (const auto& c : task.comments) {
-        comments.push_back({{"id", c.id}, {"hist_id", c.hist_id}, {"comment_text", c.text},
-                            {"date", c.date}, {"notify_all", c.notify_all}});
+        comments.push_back({{"id", c.id},
+                            {"hist_id", c.hist_id},
+                            {"comment_text", c.text},
+                            {"date", c.date},
+                            {"notify_all", c.notify_all}});
     }
     out["comments"] = comments;
     out["ai_edit"] = task.ai_edit;
@@ -332,9 +385,16 @@ json Sandbox::admin_task_json(const Task& task) const {
 }
 
 void Sandbox::apply_scenario(const json& spec) {
-    reject_unknown(spec, {"verdicts", "wavespeed_delay_ms", "latency_ms", "webhook_timeout_ms",
-                          "webhook_retry_ms", "webhook_max_retries", "api_webhooks", "faults",
-                          "tasks"},
+    reject_unknown(spec,
+                   {"verdicts",
+                    "wavespeed_delay_ms",
+                    "latency_ms",
+                    "webhook_timeout_ms",
+                    "webhook_retry_ms",
+                    "webhook_max_retries",
+                    "api_webhooks",
+                    "faults",
+                    "tasks"},
                    "scenario");
     // Validate everything before changing anything.
     Scenario next = scenario_;
@@ -350,7 +410,8 @@ void Sandbox::apply_scenario(const json& spec) {
         std::clamp(int_key(spec, "webhook_max_retries", next.webhook_max_retries), 0, 5);
     next.api_webhooks = spec.value("api_webhooks", next.api_webhooks);
     std::vector<FaultRule> faults;
-    for (const auto& fault : spec.value("faults", json::array())) faults.push_back(parse_fault(fault));
+    for (const auto& fault : spec.value("faults", json::array()))
+        faults.push_back(parse_fault(fault));
 
     scenario_ = std::move(next);
     for (auto& fault : faults) {
@@ -360,6 +421,8 @@ void Sandbox::apply_scenario(const json& spec) {
     for (const auto& task : spec.value("tasks", json::array())) create_task(task);
 }
 
+// TODO: files stay on disk under the data directory after a reset, and the request log grows
+// without bound in a long demo run.
 void Sandbox::reset() {
     scenario_ = Scenario{};
     tasks_.clear();

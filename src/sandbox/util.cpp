@@ -52,11 +52,19 @@ std::string extension_of(std::string_view file_name) {
 
 std::string mimetype_for(std::string_view extension) {
     static const std::map<std::string, std::string, std::less<>> types = {
-        {"png", "image/png"},   {"jpg", "image/jpeg"},   {"jpeg", "image/jpeg"},
-        {"gif", "image/gif"},   {"webp", "image/webp"},  {"tif", "image/tiff"},
-        {"tiff", "image/tiff"}, {"heic", "image/heic"},  {"svg", "image/svg+xml"},
-        {"pdf", "application/pdf"}, {"psd", "image/vnd.adobe.photoshop"},
-        {"txt", "text/plain"},  {"json", "application/json"},
+        {"png", "image/png"},
+        {"jpg", "image/jpeg"},
+        {"jpeg", "image/jpeg"},
+        {"gif", "image/gif"},
+        {"webp", "image/webp"},
+        {"tif", "image/tiff"},
+        {"tiff", "image/tiff"},
+        {"heic", "image/heic"},
+        {"svg", "image/svg+xml"},
+        {"pdf", "application/pdf"},
+        {"psd", "image/vnd.adobe.photoshop"},
+        {"txt", "text/plain"},
+        {"json", "application/json"},
     };
     const auto found = types.find(extension);
     return found == types.end() ? "application/octet-stream" : found->second;
@@ -137,7 +145,8 @@ std::string base64_encode(std::string_view bytes) {
     }
     if (const auto rest = bytes.size() - i; rest > 0) {
         std::uint32_t n = static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i])) << 16;
-        if (rest == 2) n |= static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8;
+        if (rest == 2)
+            n |= static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8;
         out += kAlphabet[(n >> 18) & 63];
         out += kAlphabet[(n >> 12) & 63];
         out += rest == 2 ? kAlphabet[(n >> 6) & 63] : '=';
@@ -204,21 +213,31 @@ Options parse_options(int argc, char** argv) {
     if (const auto port = env("SANDBOX_PORT"); !port.empty()) options.port = port_from(port);
     if (const auto dir = env("SANDBOX_DATA_DIR"); !dir.empty()) options.data_dir = dir;
     if (const auto url = env("SANDBOX_SERVICE_URL"); !url.empty()) options.service_url = url;
-    if (const auto secret = env("CLICKUP_WEBHOOK_SECRET"); !secret.empty()) options.webhook_secret = secret;
-    if (const auto field = env("CLICKUP_CUSTOM_FIELD_ID_AI_EDIT"); !field.empty()) options.field_id = field;
+    if (const auto secret = env("CLICKUP_WEBHOOK_SECRET"); !secret.empty())
+        options.webhook_secret = secret;
+    if (const auto field = env("CLICKUP_CUSTOM_FIELD_ID_AI_EDIT"); !field.empty())
+        options.field_id = field;
 
     for (int i = 1; i < argc; ++i) {
         const std::string flag = argv[i];
         if (i + 1 >= argc) throw std::invalid_argument(flag + " needs a value");
         const std::string value = argv[++i];
-        if (flag == "--port") options.port = port_from(value);
-        else if (flag == "--bind") options.bind = value;
-        else if (flag == "--data-dir") options.data_dir = value;
-        else if (flag == "--scenario") options.scenario_file = value;
-        else if (flag == "--service-url") options.service_url = value;
-        else if (flag == "--webhook-secret") options.webhook_secret = value;
-        else if (flag == "--field-id") options.field_id = value;
-        else throw std::invalid_argument("unknown option " + flag);
+        if (flag == "--port")
+            options.port = port_from(value);
+        else if (flag == "--bind")
+            options.bind = value;
+        else if (flag == "--data-dir")
+            options.data_dir = value;
+        else if (flag == "--scenario")
+            options.scenario_file = value;
+        else if (flag == "--service-url")
+            options.service_url = value;
+        else if (flag == "--webhook-secret")
+            options.webhook_secret = value;
+        else if (flag == "--field-id")
+            options.field_id = value;
+        else
+            throw std::invalid_argument("unknown option " + flag);
     }
     return options;
 }

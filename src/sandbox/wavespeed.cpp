@@ -2,17 +2,16 @@
 // completed|failed, outputs on our file host, media upload. The edit itself is libvips.
 
 #include <algorithm>
+#include <boost/asio/append.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http/field.hpp>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
 #include <sstream>
-
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/append.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/http/field.hpp>
 #include <vips/vips8>
 
 #include "sandbox/sandbox.hpp"
@@ -103,8 +102,9 @@ std::string edit_image(const std::string& input, bool jpeg) {
         auto image = vips::VImage::new_from_buffer(input.data(), input.size(), "");
         image = image.colourspace(VIPS_INTERPRETATION_sRGB).cast(VIPS_FORMAT_UCHAR);
         const bool alpha = image.has_alpha();
-        auto colour = alpha ? image.extract_band(0, vips::VImage::option()->set("n", image.bands() - 1))
-                            : image;
+        auto colour =
+            alpha ? image.extract_band(0, vips::VImage::option()->set("n", image.bands() - 1))
+                  : image;
         auto edited = colour.invert().cast(VIPS_FORMAT_UCHAR).copy_memory();
 
         // A magenta frame, about 4% of the short side, so the change is visible at a glance.
@@ -113,9 +113,11 @@ std::string edit_image(const std::string& input, bool jpeg) {
         const int border = std::max(2, std::min(width, height) / 25);
         const std::vector<double> ink = {255, 0, 255};
         edited.draw_rect(ink, 0, 0, width, border, vips::VImage::option()->set("fill", true));
-        edited.draw_rect(ink, 0, height - border, width, border, vips::VImage::option()->set("fill", true));
+        edited.draw_rect(
+            ink, 0, height - border, width, border, vips::VImage::option()->set("fill", true));
         edited.draw_rect(ink, 0, 0, border, height, vips::VImage::option()->set("fill", true));
-        edited.draw_rect(ink, width - border, 0, border, height, vips::VImage::option()->set("fill", true));
+        edited.draw_rect(
+            ink, width - border, 0, border, height, vips::VImage::option()->set("fill", true));
         if (alpha && !jpeg) edited = edited.bandjoin(image.extract_band(image.bands() - 1));
 
         void* buffer = nullptr;
@@ -130,13 +132,16 @@ std::string edit_image(const std::string& input, bool jpeg) {
 }
 
 void Sandbox::add_wavespeed_routes(http::Router& router) {
-    router.add(http::Method::post, "/wavespeed/api/v3/media/upload/binary",
+    router.add(http::Method::post,
+               "/wavespeed/api/v3/media/upload/binary",
                [this](const Request& request) { return wavespeed_upload(request); });
-    router.add_prefix(http::Method::get, "/wavespeed/api/v3/predictions/",
+    router.add_prefix(http::Method::get,
+                      "/wavespeed/api/v3/predictions/",
                       [this](const Request& request) { return wavespeed_poll(request); });
     // Any other path is a model path; registered last so the two above win.
-    router.add_prefix(http::Method::post, std::string(kPrefix),
-                      [this](const Request& request) { return wavespeed_submit(request); });
+    router.add_prefix(http::Method::post, std::string(kPrefix), [this](const Request& request) {
+        return wavespeed_submit(request);
+    });
 }
 
 asio::awaitable<Response> Sandbox::wavespeed_submit(const Request& request) {
@@ -146,19 +151,25 @@ asio::awaitable<Response> Sandbox::wavespeed_submit(const Request& request) {
         co_return wavespeed_error(http::Status::not_found, "Not found");
     }
     const auto body = json::parse(request.body(), nullptr, false);
-    if (!body.is_object()) co_return wavespeed_error(http::Status::bad_request, "Invalid JSON body");
-    if (!body.contains("prompt") || !body["prompt"].is_string() || body["prompt"].get<std::string>().empty()) {
+    if (!body.is_object())
+        co_return wavespeed_error(http::Status::bad_request, "Invalid JSON body");
+    if (!body.contains("prompt") || !body["prompt"].is_string() ||
+        body["prompt"].get<std::string>().empty()) {
         co_return wavespeed_error(http::Status::bad_request, "prompt is required");
     }
     if (!body.contains("images") || !body["images"].is_array() || body["images"].empty() ||
         !body["images"][0].is_string()) {
-        co_return wavespeed_error(http::Status::bad_request, "images must be a non-empty array of URLs");
+        co_return wavespeed_error(http::Status::bad_request,
+                                  "images must be a non-empty array of URLs");
     }
 
     Prediction prediction;
     prediction.id = lower(uuid());
-    prediction.id.erase(std::remove(prediction.id.begin(), prediction.id.end(), '-'), prediction.id.end());
+    prediction.id.erase(std::remove(prediction.id.begin(), prediction.id.end(), '-'),
+                        prediction.id.end());
     prediction.model = model;
+    // TODO: only the first entry of images is edited, and enable_sync_mode / enable_base64_output
+    // set to true are ignored (the answer is always asynchronous with URLs).
     prediction.image_url = body["images"][0];
     prediction.jpeg = body.value("output_format", "") == "jpeg";
     prediction.created = now_ms();
@@ -170,20 +181,27 @@ asio::awaitable<Response> Sandbox::wavespeed_submit(const Request& request) {
 
     auto envelope = json{{"code", 200}, {"message", "success"}};
     envelope["data"] = {
-        {"id", id}, {"model", model}, {"outputs", json::array()},
+        {"id", id},
+        {"model", model},
+        {"outputs", json::array()},
         {"urls", {{"get", base_url() + std::string(kPrefix) + "predictions/" + id + "/result"}}},
-        {"has_nsfw_contents", json::array()}, {"status", "created"},
-        {"created_at", iso_time(predictions_[id].created)}, {"error", ""},
-        {"executionTime", 0}, {"timings", {{"inference", 0}}}};
+        {"has_nsfw_contents", json::array()},
+        {"status", "created"},
+        {"created_at", iso_time(predictions_[id].created)},
+        {"error", ""},
+        {"executionTime", 0},
+        {"timings", {{"inference", 0}}}};
     co_return http::json_response(http::Status::ok, envelope);
 }
 
 asio::awaitable<Response> Sandbox::wavespeed_poll(const Request& request) {
     if (!bearer_ok(request)) co_return wavespeed_error(http::Status::unauthorized, "Unauthorized");
-    auto rest = http::path_of(request).substr(kPrefix.size() + std::string_view("predictions/").size());
+    auto rest =
+        http::path_of(request).substr(kPrefix.size() + std::string_view("predictions/").size());
     if (rest.ends_with("/result")) rest.remove_suffix(7);
     const auto found = predictions_.find(std::string(rest));
-    if (found == predictions_.end()) co_return wavespeed_error(http::Status::not_found, "Prediction not found");
+    if (found == predictions_.end())
+        co_return wavespeed_error(http::Status::not_found, "Prediction not found");
     auto& prediction = found->second;
 
     const auto elapsed = now_ms() - prediction.created;
@@ -204,14 +222,19 @@ asio::awaitable<Response> Sandbox::wavespeed_poll(const Request& request) {
     const bool done = status == "completed" || status == "failed";
     auto envelope = json{{"code", 200}, {"message", "success"}};
     envelope["data"] = {
-        {"id", prediction.id}, {"model", prediction.model},
+        {"id", prediction.id},
+        {"model", prediction.model},
         {"outputs", status == "completed" ? json(prediction.outputs) : json::array()},
-        {"urls", {{"get", base_url() + std::string(kPrefix) + "predictions/" + prediction.id + "/result"}}},
-        {"has_nsfw_contents", status == "completed" ? json(std::vector<bool>(prediction.outputs.size(), false))
-                                                    : json::array()},
-        {"status", status}, {"created_at", iso_time(prediction.created)},
+        {"urls",
+         {{"get", base_url() + std::string(kPrefix) + "predictions/" + prediction.id + "/result"}}},
+        {"has_nsfw_contents",
+         status == "completed" ? json(std::vector<bool>(prediction.outputs.size(), false))
+                               : json::array()},
+        {"status", status},
+        {"created_at", iso_time(prediction.created)},
         {"error", status == "failed" ? prediction.error : ""},
-        {"executionTime", done ? delay : 0}, {"timings", {{"inference", done ? delay : 0}}}};
+        {"executionTime", done ? delay : 0},
+        {"timings", {{"inference", done ? delay : 0}}}};
     co_return http::json_response(http::Status::ok, envelope);
 }
 
@@ -229,7 +252,8 @@ asio::awaitable<void> Sandbox::finish_prediction(std::string id) {
         std::ostringstream bytes;
         bytes << in.rdbuf();
         // libvips runs on the worker pool; the answer is posted back to the io thread.
-        auto outcome = co_await edit_on_pool(workers_, io_.get_executor(), bytes.str(), snapshot.jpeg);
+        auto outcome =
+            co_await edit_on_pool(workers_, io_.get_executor(), bytes.str(), snapshot.jpeg);
         result = std::move(outcome.first);
         error = std::move(outcome.second);
     }
@@ -253,15 +277,20 @@ asio::awaitable<void> Sandbox::finish_prediction(std::string id) {
 asio::awaitable<Response> Sandbox::wavespeed_upload(const Request& request) {
     if (!bearer_ok(request)) co_return wavespeed_error(http::Status::unauthorized, "Unauthorized");
     const auto parts = parse_multipart(request[bhttp::field::content_type], request.body());
-    if (!parts) co_return wavespeed_error(http::Status::bad_request, "Body must be multipart/form-data");
+    if (!parts)
+        co_return wavespeed_error(http::Status::bad_request, "Body must be multipart/form-data");
     for (const auto& part : *parts) {
         if (part.name != "file") continue;
-        const auto stored = store_file(part.filename.empty() ? "upload.bin" : part.filename, part.data, false);
-        co_return http::json_response(
-            http::Status::ok,
-            {{"code", 200}, {"message", "success"},
-             {"data", {{"type", "image"}, {"download_url", stored.url}, {"filename", stored.title},
-                       {"size", stored.size}}}});
+        const auto stored =
+            store_file(part.filename.empty() ? "upload.bin" : part.filename, part.data, false);
+        co_return http::json_response(http::Status::ok,
+                                      {{"code", 200},
+                                       {"message", "success"},
+                                       {"data",
+                                        {{"type", "image"},
+                                         {"download_url", stored.url},
+                                         {"filename", stored.title},
+                                         {"size", stored.size}}}});
     }
     co_return wavespeed_error(http::Status::bad_request, "file part is required");
 }

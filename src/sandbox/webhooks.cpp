@@ -25,7 +25,8 @@ constexpr auto kAsTuple = asio::as_tuple(asio::use_awaitable);
 
 ServiceUrl parse_service_url(const std::string& url) {
     constexpr std::string_view kScheme = "http://";
-    if (!url.starts_with(kScheme)) throw std::invalid_argument("service URL must start with http://");
+    if (!url.starts_with(kScheme))
+        throw std::invalid_argument("service URL must start with http://");
     const auto rest = std::string_view(url).substr(kScheme.size());
     const auto slash = rest.find('/');
     const auto authority = rest.substr(0, slash);
@@ -38,27 +39,44 @@ ServiceUrl parse_service_url(const std::string& url) {
     if (host != "127.0.0.1" && host != "localhost") {
         throw std::invalid_argument("service URL must point at 127.0.0.1 or localhost");
     }
-    const int port = colon == std::string_view::npos ? 80 : std::stoi(std::string(authority.substr(colon + 1)));
+    const int port =
+        colon == std::string_view::npos ? 80 : std::stoi(std::string(authority.substr(colon + 1)));
     if (port <= 0 || port > 65535) throw std::invalid_argument("service URL has a bad port");
     out.port = static_cast<unsigned short>(port);
     return out;
 }
 
 json Sandbox::history_item(const std::string& field, json before, json after, bool by_service) {
-    json user = by_service
-                    ? json{{"id", 99000001}, {"username", "image-edit-agent"},
-                           {"email", "agent@example.invalid"}, {"color", "#000000"},
-                           {"initials", "IA"}, {"profilePicture", nullptr}}
-                    : json{{"id", 81234567}, {"username", "Sandbox Designer"},
-                           {"email", "designer@example.invalid"}, {"color", "#7b68ee"},
-                           {"initials", "SD"}, {"profilePicture", nullptr}};
-    json item = {{"id", next_history_id()}, {"type", 1}, {"date", std::to_string(now_ms())},
-                 {"field", field}, {"parent_id", "901200000001"}, {"data", json::object()},
-                 {"source", nullptr}, {"user", user}, {"before", before}, {"after", after}};
+    json user = by_service ? json{{"id", 99000001},
+                                  {"username", "image-edit-agent"},
+                                  {"email", "agent@example.invalid"},
+                                  {"color", "#000000"},
+                                  {"initials", "IA"},
+                                  {"profilePicture", nullptr}}
+                           : json{{"id", 81234567},
+                                  {"username", "Sandbox Designer"},
+                                  {"email", "designer@example.invalid"},
+                                  {"color", "#7b68ee"},
+                                  {"initials", "SD"},
+                                  {"profilePicture", nullptr}};
+    json item = {{"id", next_history_id()},
+                 {"type", 1},
+                 {"date", std::to_string(now_ms())},
+                 {"field", field},
+                 {"parent_id", "901200000001"},
+                 {"data", json::object()},
+                 {"source", nullptr},
+                 {"user", user},
+                 {"before", before},
+                 {"after", after}};
     if (field == "custom_field") {
-        item["custom_field"] = {{"id", options_.field_id}, {"name", "AI edit"}, {"type", "checkbox"},
-                                {"type_config", json::object()}, {"date_created", "1733142000000"},
-                                {"hide_from_guests", false}, {"required", false}};
+        item["custom_field"] = {{"id", options_.field_id},
+                                {"name", "AI edit"},
+                                {"type", "checkbox"},
+                                {"type_config", json::object()},
+                                {"date_created", "1733142000000"},
+                                {"hide_from_guests", false},
+                                {"required", false}};
     }
     return item;
 }
@@ -67,8 +85,10 @@ std::string Sandbox::emit_webhook(const Task& task,
                                   const std::string& event,
                                   json item,
                                   const WebhookOptions& options) {
-    const json payload = {{"event", event}, {"history_items", json::array({item})},
-                          {"task_id", task.id}, {"webhook_id", webhook_id_}};
+    const json payload = {{"event", event},
+                          {"history_items", json::array({item})},
+                          {"task_id", task.id},
+                          {"webhook_id", webhook_id_}};
     Delivery base;
     base.task_id = task.id;
     base.event = event;
@@ -78,13 +98,17 @@ std::string Sandbox::emit_webhook(const Task& task,
     const auto body = payload.dump();
     for (int copy = 1; copy <= std::max(1, options.deliveries); ++copy) {
         base.copy = copy;
-        asio::co_spawn(io_, deliver(body, base, std::chrono::milliseconds((copy - 1) * options.spacing_ms)),
-                       asio::detached);
+        asio::co_spawn(
+            io_,
+            deliver(body, base, std::chrono::milliseconds((copy - 1) * options.spacing_ms)),
+            asio::detached);
     }
     return base.history_item_id;
 }
 
-asio::awaitable<void> Sandbox::deliver(std::string body, Delivery base, std::chrono::milliseconds wait) {
+asio::awaitable<void> Sandbox::deliver(std::string body,
+                                       Delivery base,
+                                       std::chrono::milliseconds wait) {
     asio::steady_timer timer(io_);
     if (wait.count() > 0) {
         timer.expires_after(wait);
@@ -95,8 +119,11 @@ asio::awaitable<void> Sandbox::deliver(std::string body, Delivery base, std::chr
         base.attempt = attempt;
         const auto sent = co_await send_once(body, base);
         deliveries_.push_back(sent);
-        log_.info("Webhook sent", {{"task_id", sent.task_id}, {"attempt", attempt},
-                                        {"status", sent.status}, {"latency_ms", sent.latency_ms}});
+        log_.info("Webhook sent",
+                  {{"task_id", sent.task_id},
+                   {"attempt", attempt},
+                   {"status", sent.status},
+                   {"latency_ms", sent.latency_ms}});
         if (sent.status >= 200 && sent.status < 300 && !sent.timed_out) co_return;
         timer.expires_after(std::chrono::milliseconds(scenario_.webhook_retry_ms));
         co_await timer.async_wait(kAsTuple);
@@ -110,7 +137,8 @@ asio::awaitable<Delivery> Sandbox::send_once(const std::string& body, Delivery r
     // Sign exactly the bytes that go out, unless a test asked for a broken signature.
     std::string wire = body;
     std::optional<std::string> signature = iea::webhook::sign(options_.webhook_secret, body);
-    if (record.signature_mode == "wrong_secret") signature = iea::webhook::sign("wrong-" + options_.webhook_secret, body);
+    if (record.signature_mode == "wrong_secret")
+        signature = iea::webhook::sign("wrong-" + options_.webhook_secret, body);
     if (record.signature_mode == "missing") signature.reset();
     if (record.signature_mode == "altered") wire = body.substr(0, body.size() - 1) + " }";
 

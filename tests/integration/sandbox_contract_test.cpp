@@ -3,15 +3,14 @@
 // admin API: faults, verdict scripting, webhooks and request recording.
 
 #include <atomic>
-#include <csignal>
-#include <mutex>
-#include <thread>
-
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <catch2/catch.hpp>
+#include <csignal>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "iea/webhook/signature.hpp"
 #include "support/harness.hpp"
@@ -20,8 +19,8 @@ namespace {
 
 namespace asio = boost::asio;
 namespace bhttp = boost::beast::http;
-using iea::testing::HttpReply;
 using iea::testing::http_request;
+using iea::testing::HttpReply;
 using json = nlohmann::json;
 using Headers = std::map<std::string, std::string>;
 using namespace std::chrono_literals;
@@ -29,25 +28,37 @@ using namespace std::chrono_literals;
 constexpr const char* kSecret = "test-secret-1";
 constexpr const char* kFieldId = "00000000-aaaa-4bbb-8ccc-000000000001";
 const Headers kClickUpAuth = {{"Authorization", "pk_test_token_1"}};
-const Headers kBearer = {{"Authorization", "Bearer test-key-1"}, {"Content-Type", "application/json"}};
+const Headers kBearer = {{"Authorization", "Bearer test-key-1"},
+                         {"Content-Type", "application/json"}};
 
 // A 16x16 RGB gradient, made for these tests.
 constexpr const char* kPngBase64 =
-    "iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAIAAACQkWg2AAABlklEQVR42hXRURVEIQhFUSMYgQhGMAIRiGCEE8EIRiACEYhABCLMG7/"
-    "ZrMt1jMEcyGAN9kAHNjgDBnfwBj6IQQ5q0IMxJnMikzXZE53Y5EyY3Mmb+CQmOalJzw8IUxBhCVtQwYQjIFzhCS6EkEIJLR9YzIUs1mIvdGGLs2"
-    "BxF2/hi1jkoha9PrCZG9mszd7oxjZnw+Zu3sY3sclNbXp/QJmKKEvZiiqmHAXlKk9xJZRUSmn9gDENMZaxDTXMOAbGNZ7hRhhplNH2gcM8yGEd"
-    "9kEPdjgHDvfwDn6IQx7q0OcD/wK/Sr4jv9hfkG/1N/x/Fx44BCQU9Pc94zIvclmXfdGLXc79j9/Lu/glLnmpS98PPOZDHuuxH/qwx3n/5ffxHv6I"
-    "Rz7q0e8DznTEWc521DHn+D/KdZ7jTjjplNP+gWAGEqxgBxpYcOIf/AYv8CCCDCro+EAyE0lWshNNLDn5P/MmL/Ekkkwq6fxAMQspVrELLaw49S/l"
+    "iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAIAAACQkWg2AAABlklEQVR42hXRURVEIQhFUSMYgQhGMAIRiGCEE8EIRiACEY"
+    "hABCLMG7/"
+    "ZrMt1jMEcyGAN9kAHNjgDBnfwBj6IQQ5q0IMxJnMikzXZE53Y5EyY3Mmb+"
+    "CQmOalJzw8IUxBhCVtQwYQjIFzhCS6EkEIJLR9YzIUs1mIvdGGLs2"
+    "BxF2/hi1jkoha9PrCZG9mszd7oxjZnw+Zu3sY3sclNbXp/"
+    "QJmKKEvZiiqmHAXlKk9xJZRUSmn9gDENMZaxDTXMOAbGNZ7hRhhplNH2gcM8yGEd"
+    "9kEPdjgHDvfwDn6IQx7q0OcD/wK/Sr4jv9hfkG/1N/x/Fx44BCQU9Pc94zIvclmXfdGLXc79j9/Lu/"
+    "glLnmpS98PPOZDHuuxH/qwx3n/5ffxHv6I"
+    "Rz7q0e8DznTEWc521DHn+D/KdZ7jTjjplNP+gWAGEqxgBxpYcOIf/AYv8CCCDCro+EAyE0lWshNNLDn5P/MmL/"
+    "Ekkkwq6fxAMQspVrELLaw49S/l"
     "Fq/wIoosquj6QDMbaVazG22sOf2v8Dav8SaabKrp5geIAnAQC3NfwAAAAABJRU5ErkJggg==";
 
 /// The sandbox binary on a free port of 127.0.0.1, with a scratch data directory.
 class SandboxProcess {
-public:
+  public:
     explicit SandboxProcess(const std::string& service_url = {}) {
-        std::vector<std::string> argv = {(iea::testing::binary_dir() / "image-edit-sandbox").string(),
-                                         "--port", "0", "--data-dir",
-                                         iea::testing::scratch_dir("sandbox-data").string(),
-                                         "--webhook-secret", kSecret, "--field-id", kFieldId};
+        std::vector<std::string> argv = {
+            (iea::testing::binary_dir() / "image-edit-sandbox").string(),
+            "--port",
+            "0",
+            "--data-dir",
+            iea::testing::scratch_dir("sandbox-data").string(),
+            "--webhook-secret",
+            kSecret,
+            "--field-id",
+            kFieldId};
         if (!service_url.empty()) {
             argv.push_back("--service-url");
             argv.push_back(service_url);
@@ -56,14 +67,18 @@ public:
             argv, std::map<std::string, std::string>{{"PATH", "/usr/bin:/bin"}});
         // ChildProcess creates its stdout file in the child after fork, so the first reads can
         // race it and throw; retry within the same overall bound.
-        // TODO: create the capture files before fork in tests/support/harness.cpp and drop this retry.
+        // TODO: create the capture files before fork in tests/support/harness.cpp and drop this
+        // retry.
         std::optional<std::string> line;
         const auto deadline = std::chrono::steady_clock::now() + 20s;
         while (!line && std::chrono::steady_clock::now() < deadline) {
             try {
                 line = process_->wait_for_line(
-                    [](const std::string& text) { return text.find("Sandbox listening") != std::string::npos; },
-                    std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
+                    [](const std::string& text) {
+                        return text.find("Sandbox listening") != std::string::npos;
+                    },
+                    std::chrono::duration_cast<std::chrono::milliseconds>(
+                        deadline - std::chrono::steady_clock::now()));
                 if (!line) break;
             } catch (const std::runtime_error&) {
                 std::this_thread::sleep_for(10ms);
@@ -76,13 +91,18 @@ public:
     [[nodiscard]] unsigned short port() const { return port_; }
     iea::testing::ChildProcess& process() { return *process_; }
 
-    HttpReply call(const std::string& method, const std::string& target, const std::string& body = {},
+    HttpReply call(const std::string& method,
+                   const std::string& target,
+                   const std::string& body = {},
                    const Headers& headers = {}) const {
         return http_request(port_, method, target, body, headers);
     }
 
-    json admin(const std::string& method, const std::string& target, const json& body = json::object()) const {
-        const auto reply = call(method, target, body.dump(), {{"Content-Type", "application/json"}});
+    json admin(const std::string& method,
+               const std::string& target,
+               const json& body = json::object()) const {
+        const auto reply =
+            call(method, target, body.dump(), {{"Content-Type", "application/json"}});
         INFO(reply.body);
         REQUIRE(reply.status / 100 == 2);
         return json::parse(reply.body);
@@ -101,14 +121,14 @@ public:
         return url.substr(origin.size());
     }
 
-private:
+  private:
     std::unique_ptr<iea::testing::ChildProcess> process_;
     unsigned short port_ = 0;
 };
 
 /// A webhook endpoint on 127.0.0.1 that records what arrives and answers as told.
 class WebhookReceiver {
-public:
+  public:
     struct Received {
         std::optional<std::string> signature;
         std::string body;
@@ -135,7 +155,9 @@ public:
         thread_.join();
     }
 
-    [[nodiscard]] std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/webhook/clickup"; }
+    [[nodiscard]] std::string url() const {
+        return "http://127.0.0.1:" + std::to_string(port_) + "/webhook/clickup";
+    }
 
     std::vector<Received> wait_for(std::size_t count, std::chrono::milliseconds timeout) {
         const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -150,7 +172,7 @@ public:
         return received_;
     }
 
-private:
+  private:
     void serve() {
         while (!stop_) {
             asio::ip::tcp::socket socket(io_);
@@ -192,10 +214,13 @@ private:
     std::thread thread_;
 };
 
-std::string multipart_body(const std::string& boundary, const std::string& name,
-                           const std::string& filename, const std::string& data) {
-    return "--" + boundary + "\r\nContent-Disposition: form-data; name=\"" + name + "\"; filename=\"" +
-           filename + "\"\r\nContent-Type: image/png\r\n\r\n" + data + "\r\n--" + boundary + "--\r\n";
+std::string multipart_body(const std::string& boundary,
+                           const std::string& name,
+                           const std::string& filename,
+                           const std::string& data) {
+    return "--" + boundary + "\r\nContent-Disposition: form-data; name=\"" + name +
+           "\"; filename=\"" + filename + "\"\r\nContent-Type: image/png\r\n\r\n" + data +
+           "\r\n--" + boundary + "--\r\n";
 }
 
 std::string png_bytes() {
@@ -209,20 +234,26 @@ std::string png_bytes() {
     return bytes;
 }
 
-json chat_body(const std::string& system, const std::string& user_text,
+json chat_body(const std::string& system,
+               const std::string& user_text,
                const std::vector<std::string>& image_urls = {}) {
     json parts = json::array({{{"type", "text"}, {"text", user_text}}});
-    for (const auto& url : image_urls) parts.push_back({{"type", "image_url"}, {"image_url", {{"url", url}}}});
+    for (const auto& url : image_urls)
+        parts.push_back({{"type", "image_url"}, {"image_url", {{"url", url}}}});
     return {{"model", "anthropic/claude-sonnet-4.5"},
             {"max_tokens", 2000},
-            {"messages", json::array({{{"role", "system"}, {"content", system}},
-                                      {{"role", "user"}, {"content", parts}}})}};
+            {"messages",
+             json::array({{{"role", "system"}, {"content", system}},
+                          {{"role", "user"}, {"content", parts}}})}};
 }
 
-json poll_until_done(const SandboxProcess& sandbox, const std::string& id, std::vector<std::string>& seen) {
+json poll_until_done(const SandboxProcess& sandbox,
+                     const std::string& id,
+                     std::vector<std::string>& seen) {
     const auto deadline = std::chrono::steady_clock::now() + 15s;
     while (std::chrono::steady_clock::now() < deadline) {
-        const auto reply = sandbox.call("GET", "/wavespeed/api/v3/predictions/" + id + "/result", {}, kBearer);
+        const auto reply =
+            sandbox.call("GET", "/wavespeed/api/v3/predictions/" + id + "/result", {}, kBearer);
         REQUIRE(reply.status == 200);
         const auto data = json::parse(reply.body).at("data");
         const auto status = data.at("status").get<std::string>();
@@ -235,10 +266,13 @@ json poll_until_done(const SandboxProcess& sandbox, const std::string& id, std::
 }
 
 std::string submit_edit(const SandboxProcess& sandbox, const std::string& image_url, bool jpeg) {
-    json body = {{"prompt", "Make the sky turquoise"}, {"images", {image_url}},
-                 {"enable_base64_output", false}, {"enable_sync_mode", false}};
+    json body = {{"prompt", "Make the sky turquoise"},
+                 {"images", {image_url}},
+                 {"enable_base64_output", false},
+                 {"enable_sync_mode", false}};
     if (jpeg) body["output_format"] = "jpeg";
-    const auto reply = sandbox.call("POST", "/wavespeed/api/v3/google/nano-banana/edit", body.dump(), kBearer);
+    const auto reply =
+        sandbox.call("POST", "/wavespeed/api/v3/google/nano-banana/edit", body.dump(), kBearer);
     REQUIRE(reply.status == 200);
     const auto envelope = json::parse(reply.body);
     CHECK(envelope.at("code") == 200);
@@ -263,7 +297,8 @@ TEST_CASE("sandbox: get task answers with the contract's task shape", "[sandbox]
         CHECK(task.at("date_created").is_string());
         CHECK(task.at("list").at("id").is_string());
         const auto& attachment = task.at("attachments").at(0);
-        for (const char* key : {"id", "date", "title", "extension", "mimetype", "url", "url_w_query"}) {
+        for (const char* key :
+             {"id", "date", "title", "extension", "mimetype", "url", "url_w_query"}) {
             CHECK(attachment.at(key).is_string());
         }
         CHECK(attachment.at("size").is_number_integer());
@@ -275,7 +310,8 @@ TEST_CASE("sandbox: get task answers with the contract's task shape", "[sandbox]
     }
     SECTION("a ticked checkbox reads as the string true") {
         sandbox.admin("POST", "/admin/tasks/t1/tick");
-        const auto task = json::parse(sandbox.call("GET", "/clickup/api/v2/task/t1", {}, kClickUpAuth).body);
+        const auto task =
+            json::parse(sandbox.call("GET", "/clickup/api/v2/task/t1", {}, kClickUpAuth).body);
         CHECK(task.at("custom_fields").at(0).at("value") == "true");
     }
     SECTION("no Authorization header: 401 OAUTH_017") {
@@ -315,9 +351,12 @@ TEST_CASE("sandbox: attachment upload accepts every part name the docs allow", "
 
     for (const std::string name : {"attachment", "attachment[]", "attachment[0]"}) {
         INFO(name);
-        const auto reply = sandbox.call(
-            "POST", "/clickup/api/v2/task/t1/attachment", multipart_body("xyzBOUNDARY", name, name + ".png", image),
-            {{"Authorization", "pk_test_token_1"}, {"Content-Type", "multipart/form-data; boundary=xyzBOUNDARY"}});
+        const auto reply =
+            sandbox.call("POST",
+                         "/clickup/api/v2/task/t1/attachment",
+                         multipart_body("xyzBOUNDARY", name, name + ".png", image),
+                         {{"Authorization", "pk_test_token_1"},
+                          {"Content-Type", "multipart/form-data; boundary=xyzBOUNDARY"}});
         REQUIRE(reply.status == 200);
         const auto answer = json::parse(reply.body);
         CHECK(answer.size() == 8);
@@ -326,13 +365,16 @@ TEST_CASE("sandbox: attachment upload accepts every part name the docs allow", "
         CHECK(answer.at("title") == name + ".png");
         CHECK(sandbox.call("GET", sandbox.url_path(answer.at("url"))).body == image);
     }
-    const auto task = json::parse(sandbox.call("GET", "/clickup/api/v2/task/t1", {}, kClickUpAuth).body);
+    const auto task =
+        json::parse(sandbox.call("GET", "/clickup/api/v2/task/t1", {}, kClickUpAuth).body);
     REQUIRE(task.at("attachments").size() == 4);
     CHECK(task.at("attachments").back().at("title") == "attachment[0].png");
 
-    const auto wrong = sandbox.call(
-        "POST", "/clickup/api/v2/task/t1/attachment", multipart_body("b", "file", "x.png", image),
-        {{"Authorization", "pk_test_token_1"}, {"Content-Type", "multipart/form-data; boundary=b"}});
+    const auto wrong = sandbox.call("POST",
+                                    "/clickup/api/v2/task/t1/attachment",
+                                    multipart_body("b", "file", "x.png", image),
+                                    {{"Authorization", "pk_test_token_1"},
+                                     {"Content-Type", "multipart/form-data; boundary=b"}});
     CHECK(wrong.status == 400);
 }
 
@@ -341,21 +383,26 @@ TEST_CASE("sandbox: field, status and comment writes answer as the contract says
     sandbox.create_task({{"id", "t1"}, {"ai_edit", true}});
 
     SECTION("set custom field answers {}") {
-        const auto reply = sandbox.call("POST", std::string("/clickup/api/v2/task/t1/field/") + kFieldId,
-                                        R"({"value":false})", kClickUpAuth);
+        const auto reply = sandbox.call("POST",
+                                        std::string("/clickup/api/v2/task/t1/field/") + kFieldId,
+                                        R"({"value":false})",
+                                        kClickUpAuth);
         CHECK(reply.status == 200);
         CHECK(json::parse(reply.body) == json::object());
         CHECK(sandbox.admin("GET", "/admin/tasks/t1").at("ai_edit") == false);
     }
     SECTION("status update answers the task object") {
-        const auto reply = sandbox.call("PUT", "/clickup/api/v2/task/t1", R"({"status":"Complete"})", kClickUpAuth);
+        const auto reply = sandbox.call(
+            "PUT", "/clickup/api/v2/task/t1", R"({"status":"Complete"})", kClickUpAuth);
         CHECK(reply.status == 200);
         CHECK(json::parse(reply.body).at("status").at("status") == "complete");
         CHECK(json::parse(reply.body).at("status").at("type") == "closed");
     }
     SECTION("comment answers id, hist_id and date") {
-        const auto reply = sandbox.call("POST", "/clickup/api/v2/task/t1/comment",
-                                        R"({"comment_text":"Done","notify_all":true})", kClickUpAuth);
+        const auto reply = sandbox.call("POST",
+                                        "/clickup/api/v2/task/t1/comment",
+                                        R"({"comment_text":"Done","notify_all":true})",
+                                        kClickUpAuth);
         REQUIRE(reply.status == 200);
         const auto answer = json::parse(reply.body);
         CHECK(answer.at("id").is_string());
@@ -366,8 +413,8 @@ TEST_CASE("sandbox: field, status and comment writes answer as the contract says
         CHECK(state.at("comments").at(0).at("notify_all") == true);
     }
     SECTION("comment without comment_text is refused with err and ECODE") {
-        const auto reply = sandbox.call("POST", "/clickup/api/v2/task/t1/comment", R"({"notify_all":true})",
-                                        kClickUpAuth);
+        const auto reply = sandbox.call(
+            "POST", "/clickup/api/v2/task/t1/comment", R"({"notify_all":true})", kClickUpAuth);
         CHECK(reply.status == 400);
         CHECK(json::parse(reply.body).contains("ECODE"));
     }
@@ -381,7 +428,8 @@ TEST_CASE("sandbox: openrouter checks the request shape", "[sandbox]") {
     };
 
     SECTION("a good request gets the contract 2.2 answer") {
-        const auto reply = post(chat_body("You rewrite requests.", "Request: make it blue", {png_url}));
+        const auto reply =
+            post(chat_body("You rewrite requests.", "Request: make it blue", {png_url}));
         REQUIRE(reply.status == 200);
         const auto answer = json::parse(reply.body);
         CHECK(answer.at("object") == "chat.completion");
@@ -403,37 +451,51 @@ TEST_CASE("sandbox: openrouter checks the request shape", "[sandbox]") {
         CHECK(post(chat_body("s", "u", {"data:image/png;base64,@@@@"})).status == 400);
     }
     SECTION("image over 5 MB of base64: 400 naming the limit") {
-        const auto reply = post(chat_body("s", "u", {"data:image/png;base64," + std::string(5 * 1024 * 1024 + 4, 'A')}));
+        const auto reply = post(chat_body(
+            "s", "u", {"data:image/png;base64," + std::string(5 * 1024 * 1024 + 4, 'A')}));
         CHECK(reply.status == 400);
-        CHECK(json::parse(reply.body).at("error").at("message").get<std::string>().find("5242880") !=
-              std::string::npos);
+        CHECK(
+            json::parse(reply.body).at("error").at("message").get<std::string>().find("5242880") !=
+            std::string::npos);
     }
 }
 
 TEST_CASE("sandbox: openrouter answers by purpose and scripted verdicts", "[sandbox]") {
     SandboxProcess sandbox;
     const auto ask = [&](const std::string& system, const std::string& user) {
-        const auto reply = sandbox.call("POST", "/openrouter/api/v1/chat/completions",
-                                        chat_body(system, user).dump(), kBearer);
+        const auto reply = sandbox.call(
+            "POST", "/openrouter/api/v1/chat/completions", chat_body(system, user).dump(), kBearer);
         REQUIRE(reply.status == 200);
         return json::parse(reply.body)["choices"][0]["message"]["content"].get<std::string>();
     };
-    sandbox.admin("POST", "/admin/scenario", {{"verdicts", {
-        {{"model", "nano-banana"}, {"iteration", 1}, {"score", 5}, {"pass", false},
-         {"issues", {"font differs"}}, {"style", "fenced"}},
-        {{"model", "*"}, {"iteration", 2}, {"score", 9}, {"pass", true}, {"style", "prose"}},
-        {{"model", "*"}, {"score", 8.5}, {"pass", true}, {"style", "bare"}}}}});
+    sandbox.admin(
+        "POST",
+        "/admin/scenario",
+        {{"verdicts",
+          {{{"model", "nano-banana"},
+            {"iteration", 1},
+            {"score", 5},
+            {"pass", false},
+            {"issues", {"font differs"}},
+            {"style", "fenced"}},
+           {{"model", "*"}, {"iteration", 2}, {"score", 9}, {"pass", true}, {"style", "prose"}},
+           {{"model", "*"}, {"score", 8.5}, {"pass", true}, {"style", "bare"}}}}});
 
     SECTION("enhancement echoes the request for the model") {
-        const auto text = ask("You write prompts.", "Reference: task=t1 model=wan-2.5-edit iteration=1\nRequest: make it blue");
+        const auto text =
+            ask("You write prompts.",
+                "Reference: task=t1 model=wan-2.5-edit iteration=1\nRequest: make it blue");
         CHECK(text == "Edit for wan-2.5-edit: make it blue");
     }
     SECTION("split answers one edit per sentence") {
-        const auto text = ask("Purpose: split\nSplit it.", "Request: Make it blue. Write SALE; change 50% to 70%");
-        CHECK(json::parse(text) == json::array({"Make it blue", "Write SALE", "change 50% to 70%"}));
+        const auto text = ask("Purpose: split\nSplit it.",
+                              "Request: Make it blue. Write SALE; change 50% to 70%");
+        CHECK(json::parse(text) ==
+              json::array({"Make it blue", "Write SALE", "change 50% to 70%"}));
     }
     SECTION("fenced verdict for the first model and iteration") {
-        const auto text = ask("Purpose: validation", "Reference: task=t1 model=nano-banana iteration=1");
+        const auto text =
+            ask("Purpose: validation", "Reference: task=t1 model=nano-banana iteration=1");
         REQUIRE(text.starts_with("```json\n"));
         const auto verdict = json::parse(text.substr(8, text.rfind("```") - 8));
         CHECK(verdict.at("score") == 5);
@@ -441,7 +503,8 @@ TEST_CASE("sandbox: openrouter answers by purpose and scripted verdicts", "[sand
         CHECK(verdict.at("issues") == json::array({"font differs"}));
     }
     SECTION("prose before the JSON on iteration 2") {
-        const auto text = ask("Purpose: validation", "Reference: task=t1 model=nano-banana iteration=2");
+        const auto text =
+            ask("Purpose: validation", "Reference: task=t1 model=nano-banana iteration=2");
         REQUIRE(text.find('{') > 0);
         CHECK(json::parse(text.substr(text.find('{'))).at("score") == 9);
     }
@@ -450,7 +513,8 @@ TEST_CASE("sandbox: openrouter answers by purpose and scripted verdicts", "[sand
     }
 }
 
-TEST_CASE("sandbox: wavespeed prediction runs created, processing, completed with a real edit", "[sandbox]") {
+TEST_CASE("sandbox: wavespeed prediction runs created, processing, completed with a real edit",
+          "[sandbox]") {
     SandboxProcess sandbox;
     sandbox.admin("POST", "/admin/scenario", {{"wavespeed_delay_ms", 600}});
     const auto task = sandbox.create_task({{"id", "t1"}});
@@ -474,11 +538,13 @@ TEST_CASE("sandbox: wavespeed prediction runs created, processing, completed wit
     SECTION("output_format jpeg gives a JPEG") {
         std::vector<std::string> again;
         const auto jpeg = poll_until_done(sandbox, submit_edit(sandbox, input_url, true), again);
-        CHECK(sandbox.call("GET", sandbox.url_path(jpeg["outputs"][0])).body.starts_with("\xFF\xD8"));
+        CHECK(
+            sandbox.call("GET", sandbox.url_path(jpeg["outputs"][0])).body.starts_with("\xFF\xD8"));
     }
     SECTION("an image that is not on the sandbox's file host is never fetched") {
         std::vector<std::string> again;
-        const auto failed = poll_until_done(sandbox, submit_edit(sandbox, "http://127.0.0.2/x.png", false), again);
+        const auto failed =
+            poll_until_done(sandbox, submit_edit(sandbox, "http://127.0.0.2/x.png", false), again);
         CHECK(failed.at("status") == "failed");
         CHECK_FALSE(failed.at("error").get<std::string>().empty());
     }
@@ -486,9 +552,11 @@ TEST_CASE("sandbox: wavespeed prediction runs created, processing, completed wit
         CHECK(sandbox.call("GET", "/wavespeed/api/v3/predictions/x/result").status == 401);
     }
     SECTION("media upload answers a download_url on the file host") {
-        const auto reply = sandbox.call("POST", "/wavespeed/api/v3/media/upload/binary",
-                                        multipart_body("b", "file", "in.png", input),
-                                        {{"Authorization", "Bearer k"}, {"Content-Type", "multipart/form-data; boundary=b"}});
+        const auto reply = sandbox.call(
+            "POST",
+            "/wavespeed/api/v3/media/upload/binary",
+            multipart_body("b", "file", "in.png", input),
+            {{"Authorization", "Bearer k"}, {"Content-Type", "multipart/form-data; boundary=b"}});
         REQUIRE(reply.status == 200);
         const auto answer = json::parse(reply.body);
         CHECK(answer.at("code") == 200);
@@ -501,7 +569,10 @@ TEST_CASE("sandbox: scripted faults", "[sandbox]") {
     sandbox.create_task({{"id", "t1"}});
     const auto add_fault = [&](const json& rule) { sandbox.admin("POST", "/admin/faults", rule); };
     const auto chat = [&] {
-        return sandbox.call("POST", "/openrouter/api/v1/chat/completions", chat_body("s", "Request: x").dump(), kBearer);
+        return sandbox.call("POST",
+                            "/openrouter/api/v1/chat/completions",
+                            chat_body("s", "Request: x").dump(),
+                            kBearer);
     };
 
     SECTION("429 with Retry-After in OpenRouter's error form, twice, then normal") {
@@ -515,7 +586,10 @@ TEST_CASE("sandbox: scripted faults", "[sandbox]") {
         CHECK(chat().status == 200);
     }
     SECTION("ClickUp 429 with X-RateLimit-Reset and err/ECODE") {
-        add_fault({{"service", "clickup"}, {"path", "/task/t1$"}, {"status", 429}, {"ratelimit_reset_in", 2}});
+        add_fault({{"service", "clickup"},
+                   {"path", "/task/t1$"},
+                   {"status", 429},
+                   {"ratelimit_reset_in", 2}});
         auto reply = sandbox.call("GET", "/clickup/api/v2/task/t1", {}, kClickUpAuth);
         CHECK(reply.status == 429);
         CHECK_FALSE(reply.headers["x-ratelimit-reset"].empty());
@@ -568,9 +642,14 @@ TEST_CASE("sandbox: scripted faults", "[sandbox]") {
     }
     SECTION("failed prediction and outputs that 404") {
         sandbox.admin("POST", "/admin/scenario", {{"wavespeed_delay_ms", 100}});
-        const auto url = sandbox.admin("GET", "/admin/tasks/t1")["attachments"][0]["url"].get<std::string>();
-        add_fault({{"service", "wavespeed"}, {"method", "POST"}, {"kind", "failed_prediction"}, {"times", 1}});
-        add_fault({{"service", "wavespeed"}, {"method", "POST"}, {"kind", "output_404"}, {"times", 1}});
+        const auto url =
+            sandbox.admin("GET", "/admin/tasks/t1")["attachments"][0]["url"].get<std::string>();
+        add_fault({{"service", "wavespeed"},
+                   {"method", "POST"},
+                   {"kind", "failed_prediction"},
+                   {"times", 1}});
+        add_fault(
+            {{"service", "wavespeed"}, {"method", "POST"}, {"kind", "output_404"}, {"times", 1}});
         std::vector<std::string> seen;
         const auto failed = poll_until_done(sandbox, submit_edit(sandbox, url, false), seen);
         CHECK(failed.at("status") == "failed");
@@ -580,7 +659,8 @@ TEST_CASE("sandbox: scripted faults", "[sandbox]") {
         CHECK(sandbox.call("GET", sandbox.url_path(missing["outputs"][0])).status == 404);
     }
     SECTION("file host 403, and DELETE clears every rule") {
-        const auto path = sandbox.url_path(sandbox.admin("GET", "/admin/tasks/t1")["attachments"][0]["url"]);
+        const auto path =
+            sandbox.url_path(sandbox.admin("GET", "/admin/tasks/t1")["attachments"][0]["url"]);
         add_fault({{"service", "files"}, {"status", 403}});
         CHECK(sandbox.call("GET", path).status == 403);
         sandbox.admin("DELETE", "/admin/faults");
@@ -596,10 +676,12 @@ TEST_CASE("sandbox: webhooks are signed, duplicated and redelivered", "[sandbox]
         return {200, 0};
     });
     SandboxProcess sandbox(receiver.url());
-    sandbox.admin("POST", "/admin/scenario", {{"webhook_timeout_ms", 300}, {"webhook_retry_ms", 50}});
+    sandbox.admin(
+        "POST", "/admin/scenario", {{"webhook_timeout_ms", 300}, {"webhook_retry_ms", 50}});
     sandbox.create_task({{"id", "t1"}});
 
-    const auto tick = sandbox.admin("POST", "/admin/tasks/t1/tick", {{"deliveries", 2}, {"spacing_ms", 1500}});
+    const auto tick =
+        sandbox.admin("POST", "/admin/tasks/t1/tick", {{"deliveries", 2}, {"spacing_ms", 1500}});
     const auto got = receiver.wait_for(4, 10s);
     REQUIRE(got.size() >= 4);
     for (const auto& delivery : got) {
@@ -631,7 +713,9 @@ TEST_CASE("sandbox: webhooks are signed, duplicated and redelivered", "[sandbox]
     CHECK(log[3].at("latency_ms").is_number_integer());
 
     SECTION("the service's own untick comes back as a webhook with after null") {
-        sandbox.call("POST", std::string("/clickup/api/v2/task/t1/field/") + kFieldId, R"({"value":false})",
+        sandbox.call("POST",
+                     std::string("/clickup/api/v2/task/t1/field/") + kFieldId,
+                     R"({"value":false})",
                      kClickUpAuth);
         const auto more = receiver.wait_for(5, 5s);
         REQUIRE(more.size() >= 5);
@@ -662,14 +746,21 @@ TEST_CASE("sandbox: signature modes break the signature on request", "[sandbox]"
     CHECK(invalid == 3);
 }
 
-TEST_CASE("sandbox: every request is recorded in order without secrets or image bytes", "[sandbox]") {
+TEST_CASE("sandbox: every request is recorded in order without secrets or image bytes",
+          "[sandbox]") {
     SandboxProcess sandbox;
     sandbox.create_task({{"id", "t1"}});
     const std::string png_url = std::string("data:image/png;base64,") + kPngBase64;
     sandbox.call("GET", "/clickup/api/v2/task/t1", {}, kClickUpAuth);
-    sandbox.call("POST", "/openrouter/api/v1/chat/completions", chat_body("s", "u", {png_url}).dump(), kBearer);
-    sandbox.call("POST", "/clickup/api/v2/task/t1/attachment", multipart_body("b", "attachment", "a.png", "xyz"),
-                 {{"Authorization", "pk_test_token_1"}, {"Content-Type", "multipart/form-data; boundary=b"}});
+    sandbox.call("POST",
+                 "/openrouter/api/v1/chat/completions",
+                 chat_body("s", "u", {png_url}).dump(),
+                 kBearer);
+    sandbox.call("POST",
+                 "/clickup/api/v2/task/t1/attachment",
+                 multipart_body("b", "attachment", "a.png", "xyz"),
+                 {{"Authorization", "pk_test_token_1"},
+                  {"Content-Type", "multipart/form-data; boundary=b"}});
 
     const auto all = sandbox.admin("GET", "/admin/requests");
     REQUIRE(all.size() == 3);
@@ -679,7 +770,8 @@ TEST_CASE("sandbox: every request is recorded in order without secrets or image 
     CHECK(all[0].at("finished_ms") >= all[0].at("started_ms"));
     CHECK(all.dump().find("pk_test_token_1") == std::string::npos);
     CHECK(all.dump().find("test-key-1") == std::string::npos);
-    const auto url = all[1]["body"]["messages"][1]["content"][1]["image_url"]["url"].get<std::string>();
+    const auto url =
+        all[1]["body"]["messages"][1]["content"][1]["image_url"]["url"].get<std::string>();
     CHECK(url.size() < 100);
     CHECK(url.find("len=") != std::string::npos);
     CHECK(all[2]["body"]["parts"][0].at("name") == "attachment");
