@@ -8,6 +8,7 @@
 #include <boost/beast/http.hpp>
 #include <catch2/catch.hpp>
 #include <csignal>
+#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -48,7 +49,8 @@ constexpr const char* kPngBase64 =
 /// The sandbox binary on a free port of 127.0.0.1, with a scratch data directory.
 class SandboxProcess {
   public:
-    explicit SandboxProcess(const std::string& service_url = {}) {
+    explicit SandboxProcess(const std::string& service_url = {},
+                            const std::vector<std::string>& extra_args = {}) {
         std::vector<std::string> argv = {
             (iea::testing::binary_dir() / "image-edit-sandbox").string(),
             "--port",
@@ -63,6 +65,7 @@ class SandboxProcess {
             argv.push_back("--service-url");
             argv.push_back(service_url);
         }
+        argv.insert(argv.end(), extra_args.begin(), extra_args.end());
         process_ = std::make_unique<iea::testing::ChildProcess>(
             argv, std::map<std::string, std::string>{{"PATH", "/usr/bin:/bin"}});
         // ChildProcess creates its stdout file in the child after fork, so the first reads can
@@ -780,6 +783,37 @@ TEST_CASE("sandbox: every request is recorded in order without secrets or image 
 
     sandbox.admin("POST", "/admin/reset");
     CHECK(sandbox.admin("GET", "/admin/requests").empty());
+}
+
+TEST_CASE("sandbox: a scenario file seeds tasks and rules at start and on reset", "[sandbox]") {
+    const auto file = iea::testing::scratch_dir("scenario") / "scenario.json";
+    const json scenario = {
+        {"tasks",
+         {{{"id", "seeded"},
+           {"description", "Make it blue"},
+           {"ai_edit", true},
+           {"attachments", {{{"base64", kPngBase64}, {"title", "a.png"}}}}}}},
+        {"faults", {{{"service", "clickup"}, {"method", "PUT"}, {"status", 503}}}},
+        {"verdicts", {{{"model", "*"}, {"score", 3}, {"pass", false}}}}};
+    std::ofstream(file) << scenario.dump();
+    SandboxProcess sandbox({}, {"--scenario", file.string()});
+
+    const auto check = [&] {
+        const auto task = sandbox.call("GET", "/clickup/api/v2/task/seeded", {}, kClickUpAuth);
+        REQUIRE(task.status == 200);
+        CHECK(json::parse(task.body)["custom_fields"][0]["value"] == "true");
+        CHECK(
+            sandbox
+                .call(
+                    "PUT", "/clickup/api/v2/task/seeded", R"({"status":"complete"})", kClickUpAuth)
+                .status == 503);
+        CHECK(sandbox.admin("GET", "/admin/scenario")["verdicts"][0]["score"] == 3);
+    };
+    check();
+    sandbox.admin("POST", "/admin/tasks", {{"id", "extra"}});
+    sandbox.admin("POST", "/admin/reset");
+    check();
+    CHECK(sandbox.call("GET", "/clickup/api/v2/task/extra", {}, kClickUpAuth).status == 404);
 }
 
 TEST_CASE("sandbox: SIGTERM stops it with exit code 0", "[sandbox]") {
