@@ -87,6 +87,10 @@ const std::vector<Definition>& definitions() {
         {"CLICKUP_STATUS_NEEDS_REVIEW", "clickup.status_needs_review", "Needs Human Review",
          "Status set when no edit passed", Kind::kText, &Settings::status_needs_review},
 
+        {"CLICKUP_RATE_LIMIT_PER_MINUTE", "clickup.rate_limit_per_minute", "100",
+         "ClickUp calls per minute this instance allows itself (the token's plan limit)",
+         Kind::kNumber, &Settings::clickup_requests_per_minute, 1, 1000000},
+
         {"OPENROUTER_API_KEY", "", "", "OpenRouter API key (environment only)", Kind::kSecret,
          &Settings::openrouter_api_key},
         {"OPENROUTER_API_BASE_URL", "openrouter.api_base_url", "https://openrouter.ai/api/v1",

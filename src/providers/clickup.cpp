@@ -113,6 +113,9 @@ ClickUpOptions ClickUpOptions::from(const config::Settings& settings) {
     options.token = settings.clickup_api_key;
     if (settings.timeout_clickup.count() > 0) options.timeout = settings.timeout_clickup;
     options.retry = RetryPolicy::from(settings);
+    if (settings.clickup_requests_per_minute > 0) {
+        options.requests_per_minute = settings.clickup_requests_per_minute;
+    }
     return options;
 }
 

@@ -9,7 +9,14 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "iea/http/client.hpp"
+#include "iea/image/converter.hpp"
 #include "iea/logging/log.hpp"
+#include "iea/pipeline/pipeline.hpp"
+#include "iea/pipeline/prompts.hpp"
+#include "iea/providers/clickup.hpp"
+#include "iea/providers/openrouter.hpp"
+#include "iea/providers/wavespeed.hpp"
 #include "iea/service/intake.hpp"
 
 namespace iea::service {
@@ -37,9 +44,26 @@ int run_service(const config::Settings& settings) {
     const logging::Logger log("service");
     asio::io_context io(1);
 
+    // Read the prompts first: a missing guidance file stops the start, not a task.
+    const auto prompts = pipeline::PromptBook::load(settings.config_dir, settings.models);
+
+    // Providers and image intake, shared by every task.
+    http::HttpClient http_client(io.get_executor());
+    providers::ClickUpClient clickup(http_client, providers::ClickUpOptions::from(settings));
+    providers::OpenRouterClient openrouter(http_client,
+                                           providers::OpenRouterOptions::from(settings));
+    providers::WaveSpeedClient wavespeed(http_client, providers::WaveSpeedOptions::from(settings));
+    image::ConversionLimits limits;
+    limits.max_download_bytes = settings.image_max_download_bytes;
+    limits.max_pixels = settings.image_max_pixels;
+    limits.decode_wall_time = settings.image_decode_timeout;
+    limits.max_concurrent_decodes = static_cast<unsigned>(settings.image_max_concurrent_decodes);
+    image::ImageConverter images(io.get_executor(), limits);
+    pipeline::Pipeline runner(io.get_executor(),
+                              {settings, clickup, openrouter, wavespeed, images, prompts});
+
     locking::TaskLocks locks(settings.lock_ttl, settings.lock_cleanup_interval);
     locking::DeliveryLog deliveries(settings.lock_ttl);
-    LoggingTaskRunner runner;
     WebhookIntake intake({settings.clickup_webhook_secret.reveal(), settings.ai_edit_field_id},
                          locks, deliveries, runner);
 

@@ -29,14 +29,6 @@ std::string_view verification_problem(webhook::Verification outcome) {
 
 }  // namespace
 
-void LoggingTaskRunner::start(TaskJob job, locking::TaskLocks::Guard lock) {
-    static const logging::Logger log("pipeline");
-    // TODO: the pipeline (issue 5) replaces this; until then an accepted task is only logged.
-    log.info("Task accepted, pipeline not available yet",
-             {{"task_id", job.task_id}, {"delivery_id", job.delivery_id}});
-    lock.release();
-}
-
 WebhookIntake::WebhookIntake(IntakeOptions options,
                              locking::TaskLocks& locks,
                              locking::DeliveryLog& deliveries,

@@ -173,7 +173,11 @@ ServiceProcess::ServiceProcess(std::map<std::string, std::string> env,
     };
     for (auto& [key, value] : env) full[key] = value;
 
-    std::vector<std::string> argv = {(binary_dir() / "image-edit-agent").string(), "serve"};
+    // The project's config folder holds the prompts the pipeline needs.
+    std::vector<std::string> argv = {(binary_dir() / "image-edit-agent").string(), "serve",
+                                     "--config",
+                                     (std::filesystem::path(IEA_SOURCE_DIR) / "config/config.yaml")
+                                         .string()};
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     process_ = std::make_unique<ChildProcess>(std::move(argv), std::move(full));
 

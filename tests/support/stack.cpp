@@ -48,7 +48,7 @@ SandboxProcess::SandboxProcess(std::vector<std::string> args) {
                                      "--data-dir", scratch_dir("sandbox-data").string()};
     argv.insert(argv.end(), args.begin(), args.end());
     process_ = std::make_unique<ChildProcess>(
-        std::move(argv), Env{{"PATH", "/usr/bin:/bin"}, {"LOG_LEVEL", "WARNING"}});
+        std::move(argv), Env{{"PATH", "/usr/bin:/bin"}});
     const auto line = process_->wait_for_line(
         [](const std::string& text) { return text.find("Sandbox listening") != std::string::npos; },
         std::chrono::seconds(20));
@@ -91,6 +91,8 @@ Stack::Stack(Env service_env) {
         {"WAVESPEED_POLL_INTERVAL_SECONDS", "0.05"},
         {"VALIDATION_DELAY_SECONDS", "0.05"},
         {"TASK_DEADLINE_SECONDS", "60"},
+        // The sandbox has no plan limit; the token bucket is tested on its own.
+        {"CLICKUP_RATE_LIMIT_PER_MINUTE", "60000"},
     };
     for (auto& [key, value] : service_env) env[key] = value;
     service_ = std::make_unique<ServiceProcess>(std::move(env));

@@ -72,6 +72,7 @@ struct Settings {
     std::string status_complete;
     std::string status_blocked;
     std::string status_needs_review;
+    double clickup_requests_per_minute = 0;
 
     // openrouter
     Secret openrouter_api_key;

@@ -26,8 +26,6 @@
 namespace iea::image {
 
 /// Limits and knobs of intake. Defaults follow issue 4.
-// TODO: read these limits from config::Settings (environment and YAML); until then the service
-// runs with the defaults below.
 // TODO: ship image-decode-worker in the container image next to image-edit-agent; without it
 // every intake fails with "image: cannot start ...".
 struct ConversionLimits {

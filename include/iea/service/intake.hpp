@@ -29,12 +29,6 @@ public:
     virtual void start(TaskJob job, locking::TaskLocks::Guard lock) = 0;
 };
 
-/// Stands in for the pipeline until it exists: logs the task and releases its lock.
-class LoggingTaskRunner final : public TaskRunner {
-public:
-    void start(TaskJob job, locking::TaskLocks::Guard lock) override;
-};
-
 struct IntakeOptions {
     std::string webhook_secret;
     std::string ai_edit_field_id;

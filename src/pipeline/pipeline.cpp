@@ -126,6 +126,13 @@ private:
         std::string output_url;
     };
 
+    /// How the steps ended; a non-empty reason means the task is blocked.
+    struct Outcome {
+        Ending ending;
+        std::string blocked_reason;
+    };
+
+    asio::awaitable<Outcome> guarded_steps();
     asio::awaitable<Ending> steps();
     asio::awaitable<bool> check_task();
     asio::awaitable<void> prepare_image();
@@ -167,31 +174,21 @@ asio::awaitable<Ending> TaskRun::run() {
     using namespace asio::experimental::awaitable_operators;
     log_.info("Task started", {{"delivery_id", job_.delivery_id}});
 
+    // The deadline races the steps. `||` waits for the first branch that succeeds, so the
+    // steps report failures as values: a thrown reason would be held until the deadline.
+    asio::steady_timer deadline(co_await asio::this_coro::executor, settings_.task_deadline);
+    auto finished = co_await (guarded_steps() || deadline.async_wait(asio::use_awaitable));
+
     std::string blocked_reason;
-    Ending ending = Ending::kBlocked;
-    try {
-        asio::steady_timer deadline(co_await asio::this_coro::executor, settings_.task_deadline);
-        auto finished = co_await (steps() || deadline.async_wait(asio::use_awaitable));
-        if (finished.index() == 0) co_return std::get<0>(finished);
+    if (finished.index() == 0) {
+        auto outcome = std::get<0>(std::move(finished));
+        if (outcome.blocked_reason.empty()) co_return outcome.ending;
+        blocked_reason = std::move(outcome.blocked_reason);
+    } else {
         blocked_reason = fmt::format(
             "the edit took longer than the {} allowed for one task, so it was stopped.",
-            human_duration(std::chrono::duration_cast<std::chrono::seconds>(
-                settings_.task_deadline)));
-    } catch (const Blocked& blocked) {
-        blocked_reason = blocked.what();
-    } catch (const providers::ProviderError& error) {
-        log_.error("Provider failed, task blocked", {{"provider", error.provider()},
-                                                     {"operation", error.operation()},
-                                                     {"status", error.status()},
-                                                     {"error", error.what()}});
-        blocked_reason = fmt::format("{} kept failing ({}); nothing was changed on the image.",
-                                     provider_name(error.provider()),
-                                     error.provider_message().empty()
-                                         ? std::string(providers::to_string(error.kind()))
-                                         : error.provider_message());
-    } catch (const std::exception& error) {
-        log_.error("Task failed unexpectedly", {{"error", error.what()}});
-        blocked_reason = "an internal error stopped the edit; the service's log has details.";
+            human_duration(
+                std::chrono::duration_cast<std::chrono::seconds>(settings_.task_deadline)));
     }
 
     try {
@@ -201,7 +198,35 @@ asio::awaitable<Ending> TaskRun::run() {
         log_.error("Could not report blocked task",
                    {{"reason", blocked_reason}, {"error", error.what()}});
     }
-    co_return ending;
+    co_return Ending::kBlocked;
+}
+
+asio::awaitable<TaskRun::Outcome> TaskRun::guarded_steps() {
+    try {
+        const auto ending = co_await steps();
+        co_return Outcome{ending, {}};
+    } catch (const Blocked& blocked) {
+        co_return Outcome{Ending::kBlocked, blocked.what()};
+    } catch (const providers::ProviderError& error) {
+        log_.error("Provider failed, task blocked", {{"provider", error.provider()},
+                                                     {"operation", error.operation()},
+                                                     {"status", error.status()},
+                                                     {"error", error.what()}});
+        co_return Outcome{Ending::kBlocked,
+                          fmt::format("{} kept failing ({}); nothing was changed on the image.",
+                                      provider_name(error.provider()),
+                                      error.provider_message().empty()
+                                          ? std::string(providers::to_string(error.kind()))
+                                          : error.provider_message())};
+    } catch (const boost::system::system_error& error) {
+        // Cancelled by the deadline: the deadline's own branch reports it.
+        if (error.code() == asio::error::operation_aborted) throw;
+        log_.error("Task failed unexpectedly", {{"error", error.what()}});
+    } catch (const std::exception& error) {
+        log_.error("Task failed unexpectedly", {{"error", error.what()}});
+    }
+    co_return Outcome{Ending::kBlocked,
+                      "an internal error stopped the edit; the service's log has details."};
 }
 
 asio::awaitable<Ending> TaskRun::steps() {
@@ -312,7 +337,8 @@ asio::awaitable<void> TaskRun::prepare_image() {
         }
         if (source_url_.empty()) throw Blocked("the prepared image could not be uploaded to the task.");
     }
-    source_for_review_ = co_await deps_.images.for_validation(source_.png, {}, file_name);
+    const image::ValidationLimits review_limits;
+    source_for_review_ = co_await deps_.images.for_validation(source_.png, review_limits, file_name);
 }
 
 asio::awaitable<std::vector<TaskRun::Candidate>> TaskRun::run_iteration(int iteration) {
@@ -449,7 +475,9 @@ asio::awaitable<void> TaskRun::validate(Candidate& candidate) {
     auto& attempt = candidate.attempt;
     const auto started = Clock::now();
     try {
-        const auto edited = co_await deps_.images.for_validation(candidate.bytes, {}, "result");
+        const image::ValidationLimits review_limits;
+        const auto edited =
+            co_await deps_.images.for_validation(candidate.bytes, review_limits, "result");
         providers::ChatRequest request;
         request.system = deps_.prompts.validation_system();
         request.user = deps_.prompts.validation_user(request_, job_.task_id, attempt.model,
@@ -485,7 +513,7 @@ asio::awaitable<void> TaskRun::validate(Candidate& candidate) {
 asio::awaitable<std::string> TaskRun::upload_result(const Candidate& candidate, bool best_attempt) {
     // The file keeps its real format: a JPEG from the model is uploaded as a JPEG.
     const auto format = image::sniff(candidate.bytes);
-    const auto file_name = fmt::format("{}{}_{}_it{}{}.{}", kResultPrefix, job_.task_id,
+    const auto file_name = fmt::format("{}{}_{}_it{}{}{}", kResultPrefix, job_.task_id,
                                        candidate.attempt.model, candidate.attempt.iteration,
                                        best_attempt ? "_best-attempt" : "",
                                        image::extension(format));
@@ -505,11 +533,11 @@ asio::awaitable<void> TaskRun::finish_completed(const Candidate& winner, int ite
     co_await untick();
     co_await deps_.clickup.set_status(job_.task_id, settings_.status_complete);
     const auto elapsed = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started_);
-    co_await deps_.clickup.add_comment(
-        job_.task_id,
-        success_comment({file_name, &winner.attempt, iteration, settings_.max_iterations, elapsed,
-                         dropped_models_}),
-        true);
+    // Built before the co_await: GCC 12 destroys aggregate temporaries inside a co_await
+    // expression twice.
+    const auto comment = success_comment(
+        {file_name, &winner.attempt, iteration, settings_.max_iterations, elapsed, dropped_models_});
+    co_await deps_.clickup.add_comment(job_.task_id, comment, true);
     log_.info("Task completed", {{"status", settings_.status_complete},
                                  {"model", winner.attempt.model},
                                  {"iteration", iteration},
@@ -528,11 +556,9 @@ asio::awaitable<void> TaskRun::finish_review(int iterations_used) {
     }
     co_await untick();
     co_await deps_.clickup.set_status(job_.task_id, settings_.status_needs_review);
-    co_await deps_.clickup.add_comment(
-        job_.task_id,
-        review_comment({settings_.validation_pass_threshold, iterations_used, &attempts_, best,
-                        best_file}),
-        true);
+    const auto comment = review_comment(
+        {settings_.validation_pass_threshold, iterations_used, &attempts_, best, best_file});
+    co_await deps_.clickup.add_comment(job_.task_id, comment, true);
     log_.info("Task needs human review", {{"status", settings_.status_needs_review},
                                           {"attempts", attempts_.size()}});
 }
