@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -136,14 +137,27 @@ private:
     asio::awaitable<Ending> steps();
     asio::awaitable<bool> check_task();
     asio::awaitable<void> prepare_image();
-    asio::awaitable<std::vector<Candidate>> run_iteration(int iteration);
+    /// What one enhance-generate-validate round works on: the whole request on the source
+    /// image, or in step-by-step mode one edit on the previous step's result.
+    struct Round {
+        int iteration;
+        std::string request;
+        std::string input_url;
+        const image::EncodedImage* input_for_review;
+        std::string step;  // the single edit, in step-by-step mode
+        std::map<std::string, Feedback>* feedback;
+    };
+
+    asio::awaitable<std::vector<Candidate>> run_round(const Round& round);
     asio::awaitable<Candidate> enhance_and_generate(const config::ImageModel& model,
-                                                    int iteration);
-    asio::awaitable<std::string> enhance(const config::ImageModel& model);
+                                                    const Round& round);
+    asio::awaitable<std::string> enhance(const config::ImageModel& model, const Round& round);
     asio::awaitable<Candidate> generate(const config::ImageModel& model,
                                         std::string prompt,
-                                        int iteration);
-    asio::awaitable<void> validate(Candidate& candidate);
+                                        const Round& round);
+    asio::awaitable<void> validate(Candidate& candidate, const Round& round);
+    asio::awaitable<std::optional<Candidate>> step_by_step();
+    asio::awaitable<std::vector<std::string>> split_request();
 
     asio::awaitable<void> finish_completed(const Candidate& winner, int iteration);
     asio::awaitable<void> finish_review(int iterations_used);
@@ -168,6 +182,7 @@ private:
     std::vector<Attempt> attempts_;
     std::vector<Candidate> reviewed_;  // every candidate that got a verdict
     std::vector<std::string> dropped_models_;
+    int rounds_ = 0;  // rounds run so far: iterations, then steps
 };
 
 asio::awaitable<Ending> TaskRun::run() {
@@ -240,7 +255,9 @@ asio::awaitable<Ending> TaskRun::steps() {
     for (int iteration = 1; iteration <= settings_.max_iterations; ++iteration) {
         // A long task keeps its lock: the TTL restarts with every iteration.
         if (lock_ != nullptr && !lock_->renew()) log_.warning("Task lock was lost");
-        auto candidates = co_await run_iteration(iteration);
+        // Named, not a temporary: GCC 12 destroys aggregates inside co_await twice.
+        const Round round{iteration, request_, source_url_, &source_for_review_, {}, &feedback_};
+        auto candidates = co_await run_round(round);
 
         const Candidate* winner = nullptr;
         for (const auto& candidate : candidates) {
@@ -256,8 +273,14 @@ asio::awaitable<Ending> TaskRun::steps() {
         }
     }
 
+    // Several edits at once may be too much for one go: try them one after the other.
+    if (auto stepped = co_await step_by_step()) {
+        co_await finish_completed(*stepped, stepped->attempt.iteration);
+        co_return Ending::kCompleted;
+    }
+
     // Step 8, no pass: a person takes over, with every attempt listed.
-    co_await finish_review(settings_.max_iterations);
+    co_await finish_review(rounds_);
     co_return Ending::kNeedsReview;
 }
 
@@ -341,12 +364,14 @@ asio::awaitable<void> TaskRun::prepare_image() {
     source_for_review_ = co_await deps_.images.for_validation(source_.png, review_limits, file_name);
 }
 
-asio::awaitable<std::vector<TaskRun::Candidate>> TaskRun::run_iteration(int iteration) {
-    log_.info("Iteration started", {{"iteration", iteration}});
+asio::awaitable<std::vector<TaskRun::Candidate>> TaskRun::run_round(const Round& round) {
+    const int iteration = round.iteration;
+    rounds_ = std::max(rounds_, iteration);
+    log_.info("Iteration started", {{"iteration", iteration}, {"step", round.step}});
 
     // Steps 5-6: every model enhances and generates at once.
     std::vector<asio::awaitable<Candidate>> work;
-    for (const auto& model : settings_.models) work.push_back(enhance_and_generate(model, iteration));
+    for (const auto& model : settings_.models) work.push_back(enhance_and_generate(model, round));
     auto outcomes = co_await gather(std::move(work));
 
     std::vector<Candidate> candidates;
@@ -360,6 +385,7 @@ asio::awaitable<std::vector<TaskRun::Candidate>> TaskRun::run_iteration(int iter
         Attempt failed;
         failed.iteration = iteration;
         failed.model = model.name;
+        failed.step = round.step;
         try {
             std::rethrow_exception(outcomes[i].error);
         } catch (const std::exception& error) {
@@ -388,11 +414,11 @@ asio::awaitable<std::vector<TaskRun::Candidate>> TaskRun::run_iteration(int iter
             co_await pause.async_wait(asio::use_awaitable);
         }
         first = false;
-        co_await validate(candidate);
+        co_await validate(candidate, round);
         attempts_.push_back(candidate.attempt);
         if (candidate.attempt.verdict) {
             const auto& verdict = *candidate.attempt.verdict;
-            feedback_[candidate.attempt.model] =
+            (*round.feedback)[candidate.attempt.model] =
                 Feedback{candidate.attempt.prompt, verdict.issues, verdict.reasoning};
             reviewed_.push_back(candidate);
         }
@@ -405,18 +431,19 @@ asio::awaitable<std::vector<TaskRun::Candidate>> TaskRun::run_iteration(int iter
 }
 
 asio::awaitable<TaskRun::Candidate> TaskRun::enhance_and_generate(const config::ImageModel& model,
-                                                                  int iteration) {
-    auto prompt = co_await enhance(model);
-    co_return co_await generate(model, std::move(prompt), iteration);
+                                                                  const Round& round) {
+    auto prompt = co_await enhance(model, round);
+    co_return co_await generate(model, std::move(prompt), round);
 }
 
-asio::awaitable<std::string> TaskRun::enhance(const config::ImageModel& model) {
-    const auto feedback = feedback_.find(model.name);
+asio::awaitable<std::string> TaskRun::enhance(const config::ImageModel& model, const Round& round) {
+    const auto feedback = round.feedback->find(model.name);
     providers::ChatRequest request;
     request.system = deps_.prompts.enhancement_system(model.name);
     request.user = deps_.prompts.enhancement_user(
-        request_, feedback == feedback_.end() ? nullptr : &feedback->second);
-    request.images.push_back({std::string(source_for_review_.mime()), source_for_review_.bytes});
+        round.request, feedback == round.feedback->end() ? nullptr : &feedback->second);
+    const auto& input = *round.input_for_review;
+    request.images.push_back({std::string(input.mime()), input.bytes});
 
     const auto started = Clock::now();
     auto permit = co_await pipeline_.enhancement_slots_.acquire();
@@ -434,11 +461,12 @@ asio::awaitable<std::string> TaskRun::enhance(const config::ImageModel& model) {
 
 asio::awaitable<TaskRun::Candidate> TaskRun::generate(const config::ImageModel& model,
                                                       std::string prompt,
-                                                      int iteration) {
+                                                      const Round& round) {
+    const int iteration = round.iteration;
     const auto started = Clock::now();
     auto input = model.extra_input.is_object() ? model.extra_input : nlohmann::json::object();
     input["prompt"] = prompt;
-    input["images"] = nlohmann::json::array({source_url_});
+    input["images"] = nlohmann::json::array({round.input_url});
     input["enable_base64_output"] = false;
     input["enable_sync_mode"] = false;
 
@@ -459,6 +487,7 @@ asio::awaitable<TaskRun::Candidate> TaskRun::generate(const config::ImageModel& 
         candidate.output_url, deps_.images.limits().max_download_bytes);
     candidate.attempt.iteration = iteration;
     candidate.attempt.model = model.name;
+    candidate.attempt.step = round.step;
     candidate.attempt.prompt = std::move(prompt);
     log_.info("Edit generated",
               {{"model", model.name},
@@ -471,7 +500,7 @@ asio::awaitable<TaskRun::Candidate> TaskRun::generate(const config::ImageModel& 
     co_return candidate;
 }
 
-asio::awaitable<void> TaskRun::validate(Candidate& candidate) {
+asio::awaitable<void> TaskRun::validate(Candidate& candidate, const Round& round) {
     auto& attempt = candidate.attempt;
     const auto started = Clock::now();
     try {
@@ -480,9 +509,11 @@ asio::awaitable<void> TaskRun::validate(Candidate& candidate) {
             co_await deps_.images.for_validation(candidate.bytes, review_limits, "result");
         providers::ChatRequest request;
         request.system = deps_.prompts.validation_system();
-        request.user = deps_.prompts.validation_user(request_, job_.task_id, attempt.model,
+        // Judged against this round's input: a step is checked against the step before it.
+        request.user = deps_.prompts.validation_user(round.request, job_.task_id, attempt.model,
                                                      attempt.iteration);
-        request.images.push_back({std::string(source_for_review_.mime()), source_for_review_.bytes});
+        const auto& input = *round.input_for_review;
+        request.images.push_back({std::string(input.mime()), input.bytes});
         request.images.push_back({std::string(edited.mime()), edited.bytes});
 
         auto permit = co_await pipeline_.validation_slots_.acquire();
@@ -508,6 +539,79 @@ asio::awaitable<void> TaskRun::validate(Candidate& candidate) {
                {"latency_ms",
                 std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started)
                     .count()}});
+}
+
+asio::awaitable<std::vector<std::string>> TaskRun::split_request() {
+    providers::ChatRequest request;
+    request.system = deps_.prompts.split_system();
+    request.user = "The designer's request:\n\n" + request_;
+    auto permit = co_await pipeline_.enhancement_slots_.acquire();
+    const auto answer = co_await deps_.openrouter.chat(std::move(request));
+    std::vector<std::string> edits;
+    if (const auto list = extract_json(answer.text, '[')) {
+        for (const auto& item : nlohmann::json::parse(*list)) {
+            if (item.is_string() && !trim(item.get<std::string>()).empty()) {
+                edits.push_back(trim(item.get<std::string>()));
+            }
+        }
+    }
+    co_return edits;
+}
+
+asio::awaitable<std::optional<TaskRun::Candidate>> TaskRun::step_by_step() {
+    std::vector<std::string> edits;
+    try {
+        edits = co_await split_request();
+    } catch (const providers::ProviderError& error) {
+        log_.warning("Request could not be split", {{"error", error.what()}});
+    }
+    if (edits.size() < 2) co_return std::nullopt;
+    log_.info("Step-by-step mode", {{"steps", edits.size()}});
+
+    // Each edit is made on the previous step's best result and judged against it.
+    std::string input_url = source_url_;
+    image::EncodedImage input_for_review = source_for_review_;
+    std::optional<Candidate> current;
+    try {
+        for (const auto& edit : edits) {
+            std::map<std::string, Feedback> feedback;
+            std::optional<Candidate> best;
+            for (int attempt = 1; attempt <= settings_.max_step_attempts && !best; ++attempt) {
+                const Round round{rounds_ + 1, edit, input_url, &input_for_review, edit,
+                                  &feedback};
+                auto candidates = co_await run_round(round);
+                for (auto& candidate : candidates) {
+                    const auto& verdict = candidate.attempt.verdict;
+                    if (!verdict || !verdict->passed) continue;
+                    if (!best || verdict->score > best->attempt.verdict->score) best = candidate;
+                }
+            }
+            if (!best) co_return std::nullopt;
+            current = std::move(best);
+            input_url = current->output_url;
+            const image::ValidationLimits review_limits;
+            input_for_review =
+                co_await deps_.images.for_validation(current->bytes, review_limits, "step");
+        }
+    } catch (const Blocked& blocked) {
+        // The models failing here ends step-by-step mode, not the attempts already made.
+        log_.warning("Step-by-step mode stopped", {{"reason", blocked.what()}});
+        co_return std::nullopt;
+    }
+
+    // The last step's result counts only if it also passes against the whole request.
+    Candidate final_result = *current;
+    final_result.attempt.iteration = ++rounds_;
+    final_result.attempt.step = "all steps together";
+    final_result.attempt.verdict.reset();
+    const Round whole{rounds_, request_, source_url_, &source_for_review_, {}, &feedback_};
+    co_await validate(final_result, whole);
+    attempts_.push_back(final_result.attempt);
+    if (!final_result.attempt.verdict || !final_result.attempt.verdict->passed) {
+        if (final_result.attempt.verdict) reviewed_.push_back(final_result);
+        co_return std::nullopt;
+    }
+    co_return final_result;
 }
 
 asio::awaitable<std::string> TaskRun::upload_result(const Candidate& candidate, bool best_attempt) {

@@ -55,9 +55,18 @@ std::string success_comment(const SuccessReport& report) {
     const auto& winner = *report.winner;
     std::string text = fmt::format("AI edit done. The result is attached as {}.\n\n",
                                    report.file_name);
-    text += fmt::format("Model: {}, review score {}, iteration {} of {}, total time {}.\n",
-                        winner.model, score_text(winner.verdict->score), report.iterations_used,
-                        report.max_iterations, human_duration(report.elapsed));
+    if (winner.step.empty()) {
+        text += fmt::format("Model: {}, review score {}, iteration {} of {}, total time {}.\n",
+                            winner.model, score_text(winner.verdict->score),
+                            report.iterations_used, report.max_iterations,
+                            human_duration(report.elapsed));
+    } else {
+        text += fmt::format(
+            "Model: {}, review score {}, made one edit at a time after {} whole-request "
+            "iterations did not pass, total time {}.\n",
+            winner.model, score_text(winner.verdict->score), report.max_iterations,
+            human_duration(report.elapsed));
+    }
     if (!winner.verdict->reasoning.empty()) {
         text += "What the review saw: " + winner.verdict->reasoning + "\n";
     }

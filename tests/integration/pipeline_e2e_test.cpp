@@ -260,3 +260,38 @@ TEST_CASE("pipeline: a real corpus image and a Greek request", "[pipeline]") {
         CHECK(task["status"]["status"] == "complete");
     }
 }
+
+TEST_CASE("pipeline: several edits that fail together pass one at a time", "[pipeline]") {
+    Stack stack(Env{{"MAX_ITERATIONS", "2"}});
+    // Whole-request rounds (iterations 1 and 2) fail; single edits and the final check pass.
+    stack.sandbox().post("/admin/scenario",
+                         {{"verdicts", {verdict("*", 1, 5, {"two of three edits missing"}),
+                                        verdict("*", 2, 6, {"one edit missing"}),
+                                        verdict("*", 0, 9)}}});
+    stack.add_task("s1", kGreekRequest, test_image("banner.png"));
+    stack.tick("s1");
+    const auto task = stack.wait_for_end("s1");
+
+    CHECK(task["status"]["status"] == "complete");
+    CHECK_THAT(last_comment(task), Catch::Contains("made one edit at a time"));
+    CHECK(chat_calls(stack, "split").size() == 1);
+    // Three single edits, each reviewed against its own text, then the whole request again.
+    const auto validations = chat_calls(stack, "validation");
+    REQUIRE(validations.size() == 2 * 2 + 3 * 2 + 1);
+    const auto step_review = validations[4]["body"].dump();
+    CHECK_THAT(step_review, Catch::Contains("BLACK FRIDAY"));
+    CHECK_THAT(step_review, !Catch::Contains("70%"));
+    CHECK_THAT(validations.back()["body"].dump(), Catch::Contains("70%"));
+    CHECK_THAT(validations.back()["body"].dump(), Catch::Contains("iteration=6"));
+}
+
+TEST_CASE("pipeline: a task past its deadline is blocked and says so", "[pipeline]") {
+    Stack stack(Env{{"TASK_DEADLINE_SECONDS", "1"}});
+    stack.sandbox().post("/admin/scenario", {{"wavespeed_delay_ms", 5000}});
+    stack.add_task("d1", kGreekRequest, test_image("banner.png"));
+    stack.tick("d1");
+    const auto task = stack.wait_for_end("d1");
+    CHECK(task["status"]["status"] == "blocked");
+    CHECK_FALSE(task["ai_edit"].get<bool>());
+    CHECK_THAT(last_comment(task), Catch::Contains("took longer than the 1 s allowed"));
+}
