@@ -280,7 +280,7 @@ asio::awaitable<Ending> TaskRun::steps() {
     }
 
     // Step 8, no pass: a person takes over, with every attempt listed.
-    co_await finish_review(rounds_);
+    co_await finish_review(settings_.max_iterations);
     co_return Ending::kNeedsReview;
 }
 

@@ -85,10 +85,13 @@ std::string success_comment(const SuccessReport& report) {
 }
 
 std::string review_comment(const ReviewReport& report) {
+    const bool tried_steps = std::any_of(report.attempts->begin(), report.attempts->end(),
+                                         [](const Attempt& a) { return !a.step.empty(); });
     std::string text = fmt::format(
-        "AI edit needs a person: no result reached the pass mark of {} after {} iteration{}.\n",
+        "AI edit needs a person: no result reached the pass mark of {} after {} iteration{}{}.\n",
         score_text(report.threshold), report.iterations_used,
-        report.iterations_used == 1 ? "" : "s");
+        report.iterations_used == 1 ? "" : "s",
+        tried_steps ? " and a try making the edits one at a time" : "");
     if (report.best != nullptr && !report.best_file_name.empty()) {
         text += fmt::format("The best attempt is attached as {} ({}, iteration {}, score {}).\n",
                             report.best_file_name, report.best->model, report.best->iteration,
