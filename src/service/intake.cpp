@@ -41,7 +41,10 @@ boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request
                                                    request["X-Signature"]);
     if (outcome != webhook::Verification::kValid) {
         note_rejected_signature(verification_problem(outcome));
-        co_return http::error_response(http::Status::unauthorized, "invalid signature");
+        // Forged webhooks can flood: the answer is prepared once.
+        static const auto rejected =
+            http::error_response(http::Status::unauthorized, "invalid signature");
+        co_return rejected;
     }
 
     // 2. Shape.
@@ -61,7 +64,8 @@ boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request
 
     // 4. A redelivery of a tick we already took is answered without touching the lock.
     if (!deliveries_.record(trigger.delivery_id)) {
-        log_.info("Webhook redelivered",
+        // ClickUp retries can arrive in bursts; they are normal, so they stay out of info logs.
+        log_.debug("Webhook redelivered",
                   {{"task_id", event.task_id}, {"delivery_id", trigger.delivery_id}});
         co_return answer(http::Status::ok, "already_processing", event.task_id, "message",
                          "this delivery was already received");

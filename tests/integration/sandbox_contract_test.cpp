@@ -68,25 +68,11 @@ class SandboxProcess {
         argv.insert(argv.end(), extra_args.begin(), extra_args.end());
         process_ = std::make_unique<iea::testing::ChildProcess>(
             argv, std::map<std::string, std::string>{{"PATH", "/usr/bin:/bin"}});
-        // ChildProcess creates its stdout file in the child after fork, so the first reads can
-        // race it and throw; retry within the same overall bound.
-        // TODO: create the capture files before fork in tests/support/harness.cpp and drop this
-        // retry.
-        std::optional<std::string> line;
-        const auto deadline = std::chrono::steady_clock::now() + 20s;
-        while (!line && std::chrono::steady_clock::now() < deadline) {
-            try {
-                line = process_->wait_for_line(
-                    [](const std::string& text) {
-                        return text.find("Sandbox listening") != std::string::npos;
-                    },
-                    std::chrono::duration_cast<std::chrono::milliseconds>(
-                        deadline - std::chrono::steady_clock::now()));
-                if (!line) break;
-            } catch (const std::runtime_error&) {
-                std::this_thread::sleep_for(10ms);
-            }
-        }
+        const auto line = process_->wait_for_line(
+            [](const std::string& text) {
+                return text.find("Sandbox listening") != std::string::npos;
+            },
+            20s);
         if (!line) throw std::runtime_error("sandbox did not start: " + process_->stderr_text());
         port_ = json::parse(*line).at("port").get<unsigned short>();
     }
