@@ -27,7 +27,9 @@ bad_sig=$(printf '%064d' 0)
 
 BIND_ADDRESS=127.0.0.1 PORT=18080 CLICKUP_WEBHOOK_SECRET=$secret \
 CLICKUP_CUSTOM_FIELD_ID_AI_EDIT=$field LOG_LEVEL=INFO \
-    build/release/image-edit-agent serve > /dev/null &
+CLICKUP_API_BASE_URL=http://127.0.0.1:9/clickup OPENROUTER_API_BASE_URL=http://127.0.0.1:9/or \
+WAVESPEED_API_BASE_URL=http://127.0.0.1:9/ws \
+    build/release/image-edit-agent serve --config config/config.yaml > /dev/null &
 service_pid=$!
 
 cat > "$work/nginx.conf" <<NGINX

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cmath>
 #include <cstdlib>
 #include <set>
 #include <sstream>
@@ -196,7 +197,10 @@ std::optional<double> parse_number(std::string_view text) {
     double value = 0;
     const auto* end = text.data() + text.size();
     const auto [ptr, ec] = std::from_chars(text.data(), end, value);
-    if (ec != std::errc{} || ptr != end || text.empty()) return std::nullopt;
+    // "nan" and "inf" parse as doubles but are no setting's value.
+    if (ec != std::errc{} || ptr != end || text.empty() || !std::isfinite(value)) {
+        return std::nullopt;
+    }
     return value;
 }
 

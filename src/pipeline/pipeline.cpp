@@ -4,6 +4,7 @@
 #include <map>
 #include <optional>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -22,10 +23,16 @@ namespace {
 namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 
-/// A task that cannot be processed, with the reason in a designer's words.
+/// A task that cannot be processed, with the reason in a designer's words, and whether the
+/// designer can fix it (the task) or not (the service or a provider is failing).
 class Blocked final : public std::runtime_error {
 public:
-    explicit Blocked(const std::string& reason) : std::runtime_error(reason) {}
+    explicit Blocked(const std::string& reason, Fault fault = Fault::kTask)
+        : std::runtime_error(reason), fault_(fault) {}
+    [[nodiscard]] Fault fault() const { return fault_; }
+
+private:
+    Fault fault_;
 };
 
 std::string trim(std::string_view text) {
@@ -131,6 +138,7 @@ private:
     struct Outcome {
         Ending ending;
         std::string blocked_reason;
+        Fault fault = Fault::kService;
     };
 
     asio::awaitable<Outcome> guarded_steps();
@@ -161,9 +169,12 @@ private:
 
     asio::awaitable<void> finish_completed(const Candidate& winner, int iteration);
     asio::awaitable<void> finish_review(int iterations_used);
-    asio::awaitable<void> finish_blocked(const std::string& reason);
+    asio::awaitable<void> finish_blocked(const std::string& reason, Fault fault);
+    /// One ClickUp write whose failure must not stop the writes after it: logged, not thrown.
+    asio::awaitable<bool> write_to_task(std::string_view operation, asio::awaitable<void> write);
     asio::awaitable<std::string> upload_result(const Candidate& candidate, bool best_attempt);
     asio::awaitable<void> untick();
+    asio::awaitable<void> add_comment(std::string text);
 
     Pipeline& pipeline_;
     locking::TaskLocks::Guard* lock_;  // null for a replay without a lock
@@ -192,13 +203,20 @@ asio::awaitable<Ending> TaskRun::run() {
     // The deadline races the steps. `||` waits for the first branch that succeeds, so the
     // steps report failures as values: a thrown reason would be held until the deadline.
     asio::steady_timer deadline(co_await asio::this_coro::executor, settings_.task_deadline);
-    auto finished = co_await (guarded_steps() || deadline.async_wait(asio::use_awaitable));
+    auto finished = co_await (guarded_steps() || deadline.async_wait(asio::use_awaitable) ||
+                              pipeline_.stop_signal_.async_wait(asio::as_tuple(asio::use_awaitable)));
 
     std::string blocked_reason;
+    Fault fault = Fault::kService;
     if (finished.index() == 0) {
         auto outcome = std::get<0>(std::move(finished));
         if (outcome.blocked_reason.empty()) co_return outcome.ending;
         blocked_reason = std::move(outcome.blocked_reason);
+        fault = outcome.fault;
+    } else if (finished.index() == 2) {
+        blocked_reason =
+            "the edit service was restarted before this edit finished, so it was stopped; "
+            "nothing was changed on the image.";
     } else {
         blocked_reason = fmt::format(
             "the edit took longer than the {} allowed for one task, so it was stopped.",
@@ -206,13 +224,7 @@ asio::awaitable<Ending> TaskRun::run() {
                 std::chrono::duration_cast<std::chrono::seconds>(settings_.task_deadline)));
     }
 
-    try {
-        co_await finish_blocked(blocked_reason);
-    } catch (const std::exception& error) {
-        // ClickUp itself is failing: nothing more can be written; the log keeps the reason.
-        log_.error("Could not report blocked task",
-                   {{"reason", blocked_reason}, {"error", error.what()}});
-    }
+    co_await finish_blocked(blocked_reason, fault);
     co_return Ending::kBlocked;
 }
 
@@ -221,7 +233,7 @@ asio::awaitable<TaskRun::Outcome> TaskRun::guarded_steps() {
         const auto ending = co_await steps();
         co_return Outcome{ending, {}};
     } catch (const Blocked& blocked) {
-        co_return Outcome{Ending::kBlocked, blocked.what()};
+        co_return Outcome{Ending::kBlocked, blocked.what(), blocked.fault()};
     } catch (const providers::ProviderError& error) {
         log_.error("Provider failed, task blocked", {{"provider", error.provider()},
                                                      {"operation", error.operation()},
@@ -358,7 +370,9 @@ asio::awaitable<void> TaskRun::prepare_image() {
         for (const auto& attachment : refreshed.attachments) {
             if (attachment.title == file_name) source_url_ = attachment.url;
         }
-        if (source_url_.empty()) throw Blocked("the prepared image could not be uploaded to the task.");
+        if (source_url_.empty()) {
+            throw Blocked("the prepared image could not be uploaded to the task.", Fault::kService);
+        }
     }
     const image::ValidationLimits review_limits;
     source_for_review_ = co_await deps_.images.for_validation(source_.png, review_limits, file_name);
@@ -396,14 +410,16 @@ asio::awaitable<std::vector<TaskRun::Candidate>> TaskRun::run_round(const Round&
         }
         failures += fmt::format("{}{}: {}", failures.empty() ? "" : "; ", model.name,
                                 failed.failure);
-        if (std::find(dropped_models_.begin(), dropped_models_.end(), model.name) ==
-            dropped_models_.end()) {
-            dropped_models_.push_back(model.name);
+        const auto already = std::find_if(
+            dropped_models_.begin(), dropped_models_.end(),
+            [&](const std::string& entry) { return entry.starts_with(model.name + " ("); });
+        if (already == dropped_models_.end()) {
+            dropped_models_.push_back(model.name + " (" + failed.failure + ")");
         }
         attempts_.push_back(std::move(failed));
     }
     if (candidates.empty()) {
-        throw Blocked("every image model failed, even after retries (" + failures + ").");
+        throw Blocked("every image model failed (" + failures + ").", Fault::kService);
     }
 
     // Step 7: one review at a time, with a pause between them.
@@ -425,7 +441,8 @@ asio::awaitable<std::vector<TaskRun::Candidate>> TaskRun::run_round(const Round&
     }
     if (std::none_of(candidates.begin(), candidates.end(),
                      [](const auto& c) { return c.attempt.verdict.has_value(); })) {
-        throw Blocked("no edit could be reviewed: " + candidates.front().attempt.failure);
+        throw Blocked("no edit could be reviewed: " + candidates.front().attempt.failure,
+                      Fault::kService);
     }
     co_return candidates;
 }
@@ -631,17 +648,34 @@ asio::awaitable<void> TaskRun::untick() {
     co_await deps_.clickup.set_checkbox(job_.task_id, settings_.ai_edit_field_id, false);
 }
 
+asio::awaitable<bool> TaskRun::write_to_task(std::string_view operation,
+                                             asio::awaitable<void> write) {
+    try {
+        co_await std::move(write);
+        co_return true;
+    } catch (const std::exception& error) {
+        log_.error("Task write failed", {{"operation", operation}, {"error", error.what()}});
+        co_return false;
+    }
+}
+
 asio::awaitable<void> TaskRun::finish_completed(const Candidate& winner, int iteration) {
-    // Step 8, success: upload, untick, status, comment, in that order.
+    // Step 8, success: upload, untick, status, comment, in that order. Until the upload
+    // succeeds nothing is delivered and a failure blocks the task; after it, the result is on
+    // the task, so a failing write is logged and the writes after it still happen.
     const auto file_name = co_await upload_result(winner, false);
-    co_await untick();
-    co_await deps_.clickup.set_status(job_.task_id, settings_.status_complete);
     const auto elapsed = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started_);
     // Built before the co_await: GCC 12 destroys aggregate temporaries inside a co_await
     // expression twice.
     const auto comment = success_comment(
         {file_name, &winner.attempt, iteration, settings_.max_iterations, elapsed, dropped_models_});
-    co_await deps_.clickup.add_comment(job_.task_id, comment, true);
+
+    auto untick_write = untick();
+    co_await write_to_task("set_checkbox", std::move(untick_write));
+    auto status_write = deps_.clickup.set_status(job_.task_id, settings_.status_complete);
+    co_await write_to_task("set_status", std::move(status_write));
+    auto comment_write = add_comment(comment);
+    co_await write_to_task("add_comment", std::move(comment_write));
     log_.info("Task completed", {{"status", settings_.status_complete},
                                  {"model", winner.attempt.model},
                                  {"iteration", iteration},
@@ -656,29 +690,49 @@ asio::awaitable<void> TaskRun::finish_review(int iterations_used) {
         const auto candidate = std::find_if(reviewed_.begin(), reviewed_.end(), [&](const auto& c) {
             return c.attempt.model == best->model && c.attempt.iteration == best->iteration;
         });
-        if (candidate != reviewed_.end()) best_file = co_await upload_result(*candidate, true);
+        if (candidate != reviewed_.end()) {
+            try {
+                best_file = co_await upload_result(*candidate, true);
+            } catch (const std::exception& error) {
+                // The comment still lists every attempt; it just cannot point at a file.
+                log_.error("Task write failed",
+                           {{"operation", "upload_attachment"}, {"error", error.what()}});
+            }
+        }
     }
-    co_await untick();
-    co_await deps_.clickup.set_status(job_.task_id, settings_.status_needs_review);
     const auto comment = review_comment(
         {settings_.validation_pass_threshold, iterations_used, &attempts_, best, best_file});
-    co_await deps_.clickup.add_comment(job_.task_id, comment, true);
+    auto untick_write = untick();
+    co_await write_to_task("set_checkbox", std::move(untick_write));
+    auto status_write = deps_.clickup.set_status(job_.task_id, settings_.status_needs_review);
+    co_await write_to_task("set_status", std::move(status_write));
+    auto comment_write = add_comment(comment);
+    co_await write_to_task("add_comment", std::move(comment_write));
     log_.info("Task needs human review", {{"status", settings_.status_needs_review},
                                           {"attempts", attempts_.size()}});
 }
 
-asio::awaitable<void> TaskRun::finish_blocked(const std::string& reason) {
+asio::awaitable<void> TaskRun::finish_blocked(const std::string& reason, Fault fault) {
     log_.error("Task blocked", {{"status", settings_.status_blocked}, {"reason", reason}});
-    co_await untick();
-    co_await deps_.clickup.set_status(job_.task_id, settings_.status_blocked);
-    co_await deps_.clickup.add_comment(job_.task_id, blocked_comment(reason), true);
+    // Each write on its own: a failing status change must not swallow the comment.
+    auto untick_write = untick();
+    co_await write_to_task("set_checkbox", std::move(untick_write));
+    auto status_write = deps_.clickup.set_status(job_.task_id, settings_.status_blocked);
+    co_await write_to_task("set_status", std::move(status_write));
+    auto comment_write = add_comment(blocked_comment(reason, fault));
+    co_await write_to_task("add_comment", std::move(comment_write));
+}
+
+asio::awaitable<void> TaskRun::add_comment(std::string text) {
+    (void)co_await deps_.clickup.add_comment(job_.task_id, std::move(text), true);
 }
 
 Pipeline::Pipeline(asio::any_io_executor executor, Dependencies dependencies)
     : executor_(executor),
       deps_(dependencies),
       enhancement_slots_(executor, static_cast<std::size_t>(deps_.settings.rate_limit_enhancement)),
-      validation_slots_(executor, static_cast<std::size_t>(deps_.settings.rate_limit_validation)) {
+      validation_slots_(executor, static_cast<std::size_t>(deps_.settings.rate_limit_validation)),
+      stop_signal_(executor, asio::steady_timer::time_point::max()) {
     auto models = deps_.settings.models;
     std::stable_sort(models.begin(), models.end(),
                      [](const auto& a, const auto& b) { return a.priority < b.priority; });
@@ -688,6 +742,11 @@ Pipeline::Pipeline(asio::any_io_executor executor, Dependencies dependencies)
 asio::awaitable<Ending> Pipeline::run(service::TaskJob job) {
     TaskRun task_run(*this, std::move(job), nullptr);
     co_return co_await task_run.run();
+}
+
+void Pipeline::stop() {
+    // TODO: a task stopped while it writes its result can end blocked with the result attached; the journal of issue 6 should resume such tasks instead of stopping them.
+    stop_signal_.cancel();
 }
 
 void Pipeline::start(service::TaskJob job, locking::TaskLocks::Guard lock) {

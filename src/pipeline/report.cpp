@@ -103,9 +103,15 @@ std::string review_comment(const ReviewReport& report) {
     return text;
 }
 
-std::string blocked_comment(const std::string& reason) {
+std::string blocked_comment(const std::string& reason, Fault fault) {
+    if (fault == Fault::kTask) {
+        return "AI edit could not run: " + reason +
+               "\n\nFix the task and tick \"AI edit\" again to retry.\n";
+    }
     return "AI edit could not run: " + reason +
-           "\n\nFix the task and tick \"AI edit\" again to retry.\n";
+           "\n\nThe task itself is fine: the edit service or one of the AI providers it uses is "
+           "failing. Tick \"AI edit\" again later; if this keeps happening, tell whoever runs "
+           "the service.\n";
 }
 
 }  // namespace iea::pipeline

@@ -76,7 +76,9 @@ ErrorDetails from_status(std::string_view provider,
         details.kind = ErrorKind::kBadRequest;
     } else {
         details.kind = ErrorKind::kProviderError;
-        details.transient = status == 502 || status == 503 || status == 504;
+        // Any 5xx may pass; whether a retry is safe is decided by the call's idempotency,
+        // so a comment or upload that got a 500 is still never repeated.
+        details.transient = status >= 500;
         // A 503 means the server (or its gateway) refused the work.
         details.may_have_been_processed = status != 503;
     }

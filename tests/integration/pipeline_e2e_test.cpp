@@ -1,6 +1,9 @@
 // The pipeline end to end: the service and the sandbox over 127.0.0.1, scenario-scripted.
 
+#include <signal.h>
+
 #include <fstream>
+#include <thread>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -294,4 +297,23 @@ TEST_CASE("pipeline: a task past its deadline is blocked and says so", "[pipelin
     CHECK(task["status"]["status"] == "blocked");
     CHECK_FALSE(task["ai_edit"].get<bool>());
     CHECK_THAT(last_comment(task), Catch::Contains("took longer than the 1 s allowed"));
+}
+
+TEST_CASE("pipeline: SIGTERM ends a running task blocked, never ticked and silent", "[pipeline]") {
+    Stack stack(Env{{"SHUTDOWN_GRACE_SECONDS", "0.5"}});
+    stack.sandbox().post("/admin/scenario", {{"wavespeed_delay_ms", 20000}});
+    stack.add_task("g1", kGreekRequest, test_image("banner.png"));
+    stack.tick("g1");
+    // Wait until the paid generation is under way, then stop the service.
+    for (int i = 0; i < 200 && stack.requests("wavespeed").empty(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    stack.service().process().signal(SIGTERM);
+    CHECK(stack.service().process().wait_exit(std::chrono::seconds(20)) == 0);
+
+    const auto task = stack.sandbox().get("/admin/tasks/g1");
+    CHECK(task["status"]["status"] == "blocked");
+    CHECK_FALSE(task["ai_edit"].get<bool>());
+    CHECK_THAT(last_comment(task), Catch::Contains("restarted before this edit finished"));
+    CHECK_THAT(last_comment(task), Catch::Contains("The task itself is fine"));
 }

@@ -170,6 +170,10 @@ ServiceProcess::ServiceProcess(std::map<std::string, std::string> env,
         {"CLICKUP_WEBHOOK_SECRET", kSecret},
         {"CLICKUP_CUSTOM_FIELD_ID_AI_EDIT", kFieldId},
         {"PATH", "/usr/bin:/bin"},
+        // Tests talk only to 127.0.0.1: without a sandbox, providers are a closed local port.
+        {"CLICKUP_API_BASE_URL", "http://127.0.0.1:9/clickup/api/v2"},
+        {"OPENROUTER_API_BASE_URL", "http://127.0.0.1:9/openrouter/api/v1"},
+        {"WAVESPEED_API_BASE_URL", "http://127.0.0.1:9/wavespeed/api/v3"},
     };
     for (auto& [key, value] : env) full[key] = value;
 

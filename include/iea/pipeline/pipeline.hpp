@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "iea/config/settings.hpp"
 #include "iea/image/converter.hpp"
@@ -46,6 +47,10 @@ public:
     [[nodiscard]] boost::asio::awaitable<Ending> run(service::TaskJob job);
 
     [[nodiscard]] std::size_t in_flight() const { return in_flight_; }
+
+    /// Shutdown: every task still running stops where it is and ends blocked, with its box
+    /// unticked and a comment that a restart interrupted it. Returns at once.
+    void stop();
     [[nodiscard]] const AsyncSemaphore& enhancement_slots() const { return enhancement_slots_; }
     [[nodiscard]] const AsyncSemaphore& validation_slots() const { return validation_slots_; }
 
@@ -58,6 +63,7 @@ private:
     AsyncSemaphore validation_slots_;
     std::vector<std::string> model_priority_;
     std::size_t in_flight_ = 0;
+    boost::asio::steady_timer stop_signal_;  // cancelled by stop(); tasks wait on it
 };
 
 /// Names of files the service uploads start with these, so they are never picked as input.

@@ -45,7 +45,10 @@ struct ReviewReport {
 };
 [[nodiscard]] std::string review_comment(const ReviewReport& report);
 
-[[nodiscard]] std::string blocked_comment(const std::string& reason);
+/// Whose problem a blocked task is: the designer can fix the task, not the service.
+enum class Fault { kTask, kService };
+
+[[nodiscard]] std::string blocked_comment(const std::string& reason, Fault fault);
 
 /// "1 min 42 s", "38 s".
 [[nodiscard]] std::string human_duration(std::chrono::seconds elapsed);

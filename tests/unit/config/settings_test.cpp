@@ -95,6 +95,12 @@ TEST_CASE("config: every bad value is refused with key, problem and expected for
                                                         "value; expected one of DEBUG|INFO"));
         }
     }
+    SECTION("nan and inf are not numbers of seconds") {
+        for (const auto* value : {"nan", "-nan", "NaN", "inf"}) {
+            CHECK_THROWS_WITH(load({write_yaml("{}"), Environment{{"VALIDATION_DELAY_SECONDS", value}}}),
+                              Catch::Contains("is not a number of seconds"));
+        }
+    }
     SECTION("a URL that is not one") {
         CHECK_THROWS_AS(load({write_yaml("{}"), Environment{{"CLICKUP_API_BASE_URL", "ftp://x"}}}),
                         ConfigError);

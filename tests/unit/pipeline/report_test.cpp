@@ -33,11 +33,11 @@ TEST_CASE("report: comments say what happened in plain words", "[pipeline]") {
     SECTION("success names model, score, iteration and time") {
         const auto winner = scored(2, "nano-banana", 9);
         const auto text = success_comment({"ai-edit_t1_nano-banana_it2.jpg", &winner, 2, 3,
-                                           std::chrono::seconds(102), {"wan-2.5-edit"}});
+                                           std::chrono::seconds(102), {"wan-2.5-edit (timed out)"}});
         CHECK_THAT(text, Catch::Contains("ai-edit_t1_nano-banana_it2.jpg"));
         CHECK_THAT(text, Catch::Contains("Model: nano-banana, review score 9/10, iteration 2 of 3, "
                                          "total time 1 min 42 s."));
-        CHECK_THAT(text, Catch::Contains("could not take part: wan-2.5-edit"));
+        CHECK_THAT(text, Catch::Contains("could not take part: wan-2.5-edit (timed out)"));
         CHECK_THAT(text, !Catch::Contains("**"));
     }
     SECTION("review lists every attempt in order with its issues") {
@@ -58,8 +58,12 @@ TEST_CASE("report: comments say what happened in plain words", "[pipeline]") {
         CHECK_THAT(text, Catch::Contains("attached as best.png"));
     }
     SECTION("blocked says why and what to do") {
-        CHECK_THAT(blocked_comment("the task has no image attached."),
+        CHECK_THAT(blocked_comment("the task has no image attached.", Fault::kTask),
                    Catch::StartsWith("AI edit could not run: the task has no image attached."));
+        CHECK_THAT(blocked_comment("the task has no image attached.", Fault::kTask),
+                   Catch::Contains("Fix the task"));
+        CHECK_THAT(blocked_comment("WaveSpeed kept failing.", Fault::kService),
+                   Catch::Contains("The task itself is fine"));
     }
 }
 
