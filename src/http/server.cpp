@@ -1,6 +1,7 @@
 #include "iea/http/server.hpp"
 
 #include <algorithm>
+#include <array>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -169,6 +170,27 @@ asio::awaitable<void> Server::accept_loop() {
     }
 }
 
+namespace {
+
+// Closing a socket with unread input makes the kernel send a reset, which can destroy the
+// answer (a 413, a 400) before the client reads it. So: stop sending, read and drop what the
+// client still sends for a short while, then close.
+asio::awaitable<void> discard_rest(beast::tcp_stream& stream) {
+    constexpr auto kLinger = std::chrono::seconds(2);
+    constexpr std::size_t kMaxDiscard = 8U << 20U;
+    boost::system::error_code ignored;
+    stream.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+    stream.expires_after(kLinger);
+    std::array<char, 16384> scratch{};
+    for (std::size_t total = 0; total < kMaxDiscard;) {
+        auto [ec, bytes] = co_await stream.async_read_some(asio::buffer(scratch), kAsTuple);
+        if (ec) break;
+        total += bytes;
+    }
+}
+
+}  // namespace
+
 asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection) {
     auto& stream = connection->stream;
     beast::flat_buffer buffer;
@@ -194,6 +216,7 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection) {
 
         Response response;
         bool keep_alive = false;
+        bool linger = true;  // an unread request body is left: drain it before closing
         if (read_ec == bhttp::error::body_limit) {
             response = error_response(Status::payload_too_large, "request body too large");
         } else if (read_ec == bhttp::error::header_limit) {
@@ -220,6 +243,7 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection) {
             if (failed) response = error_response(Status::internal_server_error, "internal error");
             response.version(request.version());
             keep_alive = request.keep_alive() && !stopping_;
+            linger = false;
         }
 
         // 3. Answer; a connection whose request could not be read is closed after it.
@@ -227,6 +251,7 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection) {
         response.prepare_payload();
         stream.expires_after(options_.request_timeout);
         auto [write_ec, written] = co_await bhttp::async_write(stream, response, kAsTuple);
+        if (!write_ec && linger) co_await discard_rest(stream);
         if (write_ec || !keep_alive) break;
     }
 
