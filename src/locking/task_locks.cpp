@@ -144,10 +144,35 @@ std::size_t DeliveryLog::size() const {
     return seen_.size();
 }
 
+void DeliveryLog::remember_body(std::string_view signature) {
+    std::scoped_lock lock(mutex_);
+    const auto at = now_();
+    expire(at);
+    // Bounded: a flood of distinct signed bodies must not grow memory without limit.
+    constexpr std::size_t kMaxBodies = 100000;
+    if (bodies_.size() >= kMaxBodies) {
+        bodies_.erase(bodies_by_age_.front().second);
+        bodies_by_age_.pop_front();
+    }
+    if (bodies_.try_emplace(std::string(signature), at).second) {
+        bodies_by_age_.emplace_back(at, std::string(signature));
+    }
+}
+
+bool DeliveryLog::knows_body(std::string_view signature) const {
+    std::scoped_lock lock(mutex_);
+    const auto found = bodies_.find(std::string(signature));
+    return found != bodies_.end() && now_() - found->second < keep_for_;
+}
+
 void DeliveryLog::expire(Clock::time_point now) {
     while (!by_age_.empty() && now - by_age_.front().first >= keep_for_) {
         seen_.erase(by_age_.front().second);
         by_age_.pop_front();
+    }
+    while (!bodies_by_age_.empty() && now - bodies_by_age_.front().first >= keep_for_) {
+        bodies_.erase(bodies_by_age_.front().second);
+        bodies_by_age_.pop_front();
     }
 }
 

@@ -37,14 +37,27 @@ WebhookIntake::WebhookIntake(IntakeOptions options,
 
 boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request& request) {
     // 1. Authenticity first: nothing of an unsigned body is parsed.
-    const auto outcome = webhook::verify_signature(options_.webhook_secret, request.body(),
-                                                   request["X-Signature"]);
+    const std::string_view signature = request["X-Signature"];
+    const auto outcome =
+        webhook::verify_signature(options_.webhook_secret, request.body(), signature);
     if (outcome != webhook::Verification::kValid) {
         note_rejected_signature(verification_problem(outcome));
         // Forged webhooks can flood: the answer is prepared once.
         static const auto rejected =
             http::error_response(http::Status::unauthorized, "invalid signature");
         co_return rejected;
+    }
+
+    // A redelivery carries the very same bytes: once such a body was taken, its repeats are
+    // answered without parsing it again (ClickUp retries come in bursts).
+    std::string signature_key(signature);
+    for (auto& c : signature_key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (deliveries_.knows_body(signature_key)) {
+        log_.debug("Webhook redelivered", {{"bytes", request.body().size()}});
+        static const auto repeated = http::json_response(
+            http::Status::ok,
+            {{"status", "already_processing"}, {"message", "this delivery was already received"}});
+        co_return repeated;
     }
 
     // 2. Shape.
@@ -63,6 +76,7 @@ boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request
     }
 
     // 4. A redelivery of a tick we already took is answered without touching the lock.
+    deliveries_.remember_body(signature_key);
     if (!deliveries_.record(trigger.delivery_id)) {
         // ClickUp retries can arrive in bursts; they are normal, so they stay out of info logs.
         log_.debug("Webhook redelivered",

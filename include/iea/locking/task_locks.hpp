@@ -82,6 +82,12 @@ public:
     [[nodiscard]] bool record(std::string_view delivery_id);
     [[nodiscard]] std::size_t size() const;
 
+    /// Remembers that a verified body with this signature was a delivery, so an identical
+    /// redelivery can be answered without parsing it again.
+    void remember_body(std::string_view signature);
+    /// True when a verified body with this signature was already taken (within the period).
+    [[nodiscard]] bool knows_body(std::string_view signature) const;
+
 private:
     void expire(Clock::time_point now);
 
@@ -90,6 +96,8 @@ private:
     mutable std::mutex mutex_;
     std::unordered_map<std::string, Clock::time_point> seen_;
     std::deque<std::pair<Clock::time_point, std::string>> by_age_;
+    std::unordered_map<std::string, Clock::time_point> bodies_;
+    std::deque<std::pair<Clock::time_point, std::string>> bodies_by_age_;
 };
 
 }  // namespace iea::locking

@@ -164,3 +164,14 @@ TEST_CASE("deliveries: a delivery is new once within the keep period", "[locking
     CHECK(log.record("wh:1"));
     CHECK(log.size() == 1);
 }
+
+TEST_CASE("deliveries: a taken body is known by its signature until it expires", "[locking]") {
+    ManualClock clock;
+    DeliveryLog log(60s, clock.source());
+    CHECK_FALSE(log.knows_body("ab12"));
+    log.remember_body("ab12");
+    CHECK(log.knows_body("ab12"));
+    CHECK_FALSE(log.knows_body("ab13"));
+    clock.now += 61s;
+    CHECK_FALSE(log.knows_body("ab12"));
+}
