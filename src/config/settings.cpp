@@ -114,6 +114,11 @@ const std::vector<Definition>& definitions() {
          "Pause between two polls of a prediction", Kind::kSeconds,
          &Settings::wavespeed_poll_interval, 0.01, 60},
 
+        {"IMAGE_HANDOFF", "wavespeed.image_handoff", "clickup",
+         "How the image models get the prepared image: the task attachment's URL (clickup) or "
+         "WaveSpeed's own media upload (wavespeed), for attachments that are not public",
+         Kind::kChoice, &Settings::image_handoff, 0, 0, "clickup|wavespeed"},
+
         {"RATE_LIMIT_ENHANCEMENT", "rate_limits.enhancement", "3",
          "Enhancement calls in flight at once, all tasks together", Kind::kWholeNumber,
          &Settings::rate_limit_enhancement, 1, 1000},

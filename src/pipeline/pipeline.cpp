@@ -376,6 +376,11 @@ asio::awaitable<void> TaskRun::prepare_image() {
     }
     const image::ValidationLimits review_limits;
     source_for_review_ = co_await deps_.images.for_validation(source_.png, review_limits, file_name);
+
+    // Attachment URLs work where ClickUp serves them publicly; otherwise WaveSpeed hosts a copy.
+    if (settings_.image_handoff == "wavespeed") {
+        source_url_ = co_await deps_.wavespeed.upload_media(source_.png, file_name, "image/png");
+    }
 }
 
 asio::awaitable<std::vector<TaskRun::Candidate>> TaskRun::run_round(const Round& round) {

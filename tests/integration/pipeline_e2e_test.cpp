@@ -317,3 +317,15 @@ TEST_CASE("pipeline: SIGTERM ends a running task blocked, never ticked and silen
     CHECK_THAT(last_comment(task), Catch::Contains("restarted before this edit finished"));
     CHECK_THAT(last_comment(task), Catch::Contains("The task itself is fine"));
 }
+
+TEST_CASE("pipeline: with IMAGE_HANDOFF=wavespeed the models get WaveSpeed's copy", "[pipeline]") {
+    Stack stack(Env{{"IMAGE_HANDOFF", "wavespeed"}});
+    stack.add_task("h1", kGreekRequest, test_image("banner.png"));
+    stack.tick("h1");
+    CHECK(stack.wait_for_end("h1")["status"]["status"] == "complete");
+    bool uploaded = false;
+    for (const auto& request : stack.requests("wavespeed")) {
+        if (request["path"].get<std::string>().ends_with("/media/upload/binary")) uploaded = true;
+    }
+    CHECK(uploaded);
+}

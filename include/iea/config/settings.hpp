@@ -85,6 +85,7 @@ struct Settings {
     Secret wavespeed_api_key;
     std::string wavespeed_api_base_url;
     std::chrono::milliseconds wavespeed_poll_interval{};
+    std::string image_handoff;  ///< "clickup" (attachment URL) or "wavespeed" (media upload)
 
     // rate_limits
     int rate_limit_enhancement = 0;
