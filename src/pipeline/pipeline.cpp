@@ -175,6 +175,8 @@ private:
     asio::awaitable<std::string> upload_result(const Candidate& candidate, bool best_attempt);
     asio::awaitable<void> untick();
     asio::awaitable<void> add_comment(std::string text);
+    /// The last writes of every ending: untick the box, set the status, comment.
+    asio::awaitable<void> end_task(std::string status, std::string comment);
 
     Pipeline& pipeline_;
     locking::TaskLocks::Guard* lock_;  // null for a replay without a lock
@@ -675,12 +677,7 @@ asio::awaitable<void> TaskRun::finish_completed(const Candidate& winner, int ite
     const auto comment = success_comment(
         {file_name, &winner.attempt, iteration, settings_.max_iterations, elapsed, dropped_models_});
 
-    auto untick_write = untick();
-    co_await write_to_task("set_checkbox", std::move(untick_write));
-    auto status_write = deps_.clickup.set_status(job_.task_id, settings_.status_complete);
-    co_await write_to_task("set_status", std::move(status_write));
-    auto comment_write = add_comment(comment);
-    co_await write_to_task("add_comment", std::move(comment_write));
+    co_await end_task(settings_.status_complete, comment);
     log_.info("Task completed", {{"status", settings_.status_complete},
                                  {"model", winner.attempt.model},
                                  {"iteration", iteration},
@@ -707,24 +704,24 @@ asio::awaitable<void> TaskRun::finish_review(int iterations_used) {
     }
     const auto comment = review_comment(
         {settings_.validation_pass_threshold, iterations_used, &attempts_, best, best_file});
-    auto untick_write = untick();
-    co_await write_to_task("set_checkbox", std::move(untick_write));
-    auto status_write = deps_.clickup.set_status(job_.task_id, settings_.status_needs_review);
-    co_await write_to_task("set_status", std::move(status_write));
-    auto comment_write = add_comment(comment);
-    co_await write_to_task("add_comment", std::move(comment_write));
+    co_await end_task(settings_.status_needs_review, comment);
     log_.info("Task needs human review", {{"status", settings_.status_needs_review},
                                           {"attempts", attempts_.size()}});
 }
 
 asio::awaitable<void> TaskRun::finish_blocked(const std::string& reason, Fault fault) {
     log_.error("Task blocked", {{"status", settings_.status_blocked}, {"reason", reason}});
-    // Each write on its own: a failing status change must not swallow the comment.
+    co_await end_task(settings_.status_blocked, blocked_comment(reason, fault));
+}
+
+asio::awaitable<void> TaskRun::end_task(std::string status, std::string comment) {
+    // Untick, status, comment, each on its own: a failing status change must not swallow the
+    // comment, and a task never stays ticked because a later write failed.
     auto untick_write = untick();
     co_await write_to_task("set_checkbox", std::move(untick_write));
-    auto status_write = deps_.clickup.set_status(job_.task_id, settings_.status_blocked);
+    auto status_write = deps_.clickup.set_status(job_.task_id, std::move(status));
     co_await write_to_task("set_status", std::move(status_write));
-    auto comment_write = add_comment(blocked_comment(reason, fault));
+    auto comment_write = add_comment(std::move(comment));
     co_await write_to_task("add_comment", std::move(comment_write));
 }
 
