@@ -87,6 +87,9 @@ pid_t spawn_worker(const std::filesystem::path& exe,
     posix_spawn_file_actions_adddup2(&actions, child_end, STDOUT_FILENO);
     // Decoder chatter (libpng/libjpeg warnings) must not reach our JSON log stream.
     posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+    // Nothing else of ours may live on in the worker: an inherited listening socket or client
+    // connection would outlive the service (a restart could not bind its port again).
+    posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);
 
     const std::string cpu = std::to_string(limits.decode_cpu_time.count());
     const std::string memory = std::to_string(limits.decode_memory_bytes);
