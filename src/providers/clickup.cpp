@@ -256,4 +256,21 @@ boost::asio::awaitable<std::string> ClickUpClient::add_comment(std::string task_
     co_return id;
 }
 
+boost::asio::awaitable<std::vector<TaskComment>> ClickUpClient::get_comments(std::string task_id) {
+    http::ClientRequest request;
+    request.url = support::join_url(options_.base_url,
+                                    "/task/" + http::encode_path_segment(task_id) + "/comment");
+    const auto response =
+        co_await call_api("get_comments", std::move(request), Idempotency::kIdempotent);
+    const auto json = support::parse_json(kProvider, "get_comments", response);
+    std::vector<TaskComment> comments;
+    if (json.is_object() && json.contains("comments") && json["comments"].is_array()) {
+        for (const auto& item : json["comments"]) {
+            if (!item.is_object()) continue;
+            comments.push_back({text_of(item, "id"), text_of(item, "comment_text")});
+        }
+    }
+    co_return comments;
+}
+
 }  // namespace iea::providers

@@ -206,6 +206,21 @@ asio::awaitable<Response> Sandbox::clickup_task(const Request& request) {
         co_return http::json_response(http::Status::ok, json::object());
     }
 
+    // GET /task/{id}/comment: newest first, one page of 25, as ClickUp lists them.
+    if (segments.size() == 2 && segments[1] == "comment" && method == http::Method::get) {
+        auto comments = json::array();
+        for (auto it = task->comments.rbegin();
+             it != task->comments.rend() && comments.size() < 25; ++it) {
+            comments.push_back({{"id", it->id},
+                                {"comment", json::array({{{"text", it->text}}})},
+                                {"comment_text", it->text},
+                                {"date", std::to_string(it->date)},
+                                {"resolved", false},
+                                {"reply_count", 0}});
+        }
+        co_return http::json_response(http::Status::ok, {{"comments", std::move(comments)}});
+    }
+
     // POST /task/{id}/comment {"comment_text": "...", "notify_all": bool}
     if (segments.size() == 2 && segments[1] == "comment" && method == http::Method::post) {
         const auto body = json::parse(request.body(), nullptr, false);

@@ -68,6 +68,12 @@ struct UploadedAttachment {
     std::string title;
 };
 
+/// A comment on a task, as the comment list gives it.
+struct TaskComment {
+    std::string id;
+    std::string text;  ///< comment_text: the plain text.
+};
+
 struct ClickUpOptions {
     std::string base_url = "https://api.clickup.com/api/v2";
     config::Secret token;
@@ -115,6 +121,11 @@ class ClickUpClient final {
     [[nodiscard]] boost::asio::awaitable<std::string> add_comment(std::string task_id,
                                                                   std::string text,
                                                                   bool notify_all);
+
+    /// GET /task/{task_id}/comment: the newest comments (ClickUp gives 25 per page, newest
+    /// first), to find out whether a comment of ours was posted before a restart.
+    [[nodiscard]] boost::asio::awaitable<std::vector<TaskComment>> get_comments(
+        std::string task_id);
 
   private:
     [[nodiscard]] boost::asio::awaitable<http::ClientResponse> call_api(std::string_view operation,
