@@ -1,0 +1,102 @@
+#pragma once
+
+/// The job journal: every accepted task is written here before the webhook is answered, with a
+/// checkpoint after each step of its run, so a restart resumes it instead of losing it. It is
+/// also the history operators read: every run of a task with its attempts and ending.
+///
+/// One SQLite file in WAL mode with synchronous commits. All SQLite work happens on the
+/// journal's own thread, so a commit's fsync never stalls the event loop; the coroutine
+/// methods hop there and back. Thread-safe.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <nlohmann/json.hpp>
+
+namespace iea::journal {
+
+/// The journal cannot be used: unreadable, damaged, not writable, or from a newer version.
+/// The service refuses to start rather than run without it.
+class JournalError final : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+using JobId = std::int64_t;
+using SystemClock = std::chrono::system_clock;
+
+/// Terminal states a job can end in; a job without one is unfinished and is resumed.
+inline constexpr std::string_view kRunning = "running";
+
+/// A job as recorded, with every checkpoint of its run so far (by key, in order of writing).
+struct JobRecord {
+    JobId id = 0;
+    std::string task_id;
+    std::string delivery_id;
+    SystemClock::time_point received_at;
+    std::string state;  ///< kRunning or a terminal state
+    int resumes = 0;    ///< Times a restart picked this job up again.
+    std::vector<std::pair<std::string, nlohmann::json>> checkpoints;
+};
+
+/// The newest schema version this build writes; older files are migrated on open.
+inline constexpr int kSchemaVersion = 2;
+
+class Journal final {
+    class Database;
+
+public:
+    /// Opens (or creates) the journal at `path`, creating missing folders, checking the file
+    /// and migrating an older schema. Throws JournalError with the reason in plain words.
+    static std::unique_ptr<Journal> open(const std::filesystem::path& path);
+    ~Journal();
+    Journal(const Journal&) = delete;
+    Journal& operator=(const Journal&) = delete;
+
+    [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+
+    /// Records an accepted job durably. Nothing when `delivery_id` was recorded before (a
+    /// redelivery, even across restarts).
+    [[nodiscard]] boost::asio::awaitable<std::optional<JobId>> record_job(
+        std::string task_id, std::string delivery_id, SystemClock::time_point received_at);
+
+    /// Records the outcome of one step under `key`; a later write of the same key replaces it.
+    [[nodiscard]] boost::asio::awaitable<void> record_checkpoint(JobId job, std::string key,
+                                                                 nlohmann::json value);
+
+    /// Records how the job ended; it is not resumed after this.
+    [[nodiscard]] boost::asio::awaitable<void> record_ending(JobId job, std::string state);
+
+    /// Every unfinished job, oldest first, each counted as resumed once more.
+    [[nodiscard]] std::vector<JobRecord> take_unfinished_jobs();
+
+    /// A task's runs, newest first, for GET /tasks/{task_id}; empty array when none.
+    [[nodiscard]] boost::asio::awaitable<nlohmann::json> task_history(std::string task_id);
+
+    /// Nothing when the journal can be written now, or why it cannot.
+    [[nodiscard]] std::optional<std::string> problem() const;
+
+    // Blocking forms, for tools and tests that have no event loop.
+    [[nodiscard]] std::optional<JobId> record_job_now(const std::string& task_id,
+                                                      const std::string& delivery_id,
+                                                      SystemClock::time_point received_at);
+    void record_checkpoint_now(JobId job, const std::string& key, const nlohmann::json& value);
+    void record_ending_now(JobId job, const std::string& state);
+    [[nodiscard]] nlohmann::json task_history_now(const std::string& task_id);
+
+private:
+    Journal(std::filesystem::path path, std::unique_ptr<Database> database);
+
+    std::filesystem::path path_;
+    std::unique_ptr<Database> database_;
+};
+
+}  // namespace iea::journal
