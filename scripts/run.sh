@@ -50,6 +50,7 @@ env APP_ENV=development BIND_ADDRESS=127.0.0.1 PORT="$port" \
     OPENROUTER_API_BASE_URL="$sandbox/openrouter/api/v1" \
     WAVESPEED_API_BASE_URL="$sandbox/wavespeed/api/v3" \
     VALIDATION_DELAY_SECONDS=0.5 WAVESPEED_POLL_INTERVAL_SECONDS=0.5 \
+    JOURNAL_PATH="$work/journal.sqlite3" \
     build/release/image-edit-agent serve --config config/config.yaml > "$work/service.log" 2>&1 &
 service_pid=$!
 wait_for_line "$work/service.log" "Service listening" > /dev/null

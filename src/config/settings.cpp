@@ -157,6 +157,18 @@ const std::vector<Definition>& definitions() {
          "Images decoded at once (each in its own process)", Kind::kWholeNumber,
          &Settings::image_max_concurrent_decodes, 1, 64},
 
+        {"JOURNAL_PATH", "journal.path", "data/journal.sqlite3",
+         "SQLite file where accepted tasks, their checkpoints and history are kept (relative "
+         "paths are from the working directory)",
+         Kind::kText, &Settings::journal_path},
+        {"WEBHOOK_ANSWER", "webhook.answer", "at_once",
+         "When the webhook is answered: at_once (the task is recorded, then answered in "
+         "milliseconds) or when_done (after the whole edit, the original service's way)",
+         Kind::kChoice, &Settings::webhook_answer, 0, 0, "at_once|when_done"},
+        {"HISTORY_API_TOKEN", "", "",
+         "Bearer token for GET /tasks/{task_id} (environment only; unset: that endpoint is off)",
+         Kind::kSecret, &Settings::history_api_token},
+
         {"LOCK_TTL_SECONDS", "locking.ttl_seconds", "3600",
          "Age after which a task lock counts as stale", Kind::kSeconds, &Settings::lock_ttl, 0.01,
          604800},

@@ -165,15 +165,26 @@ bool DeliveryLog::knows_body(std::string_view signature) const {
     return found != bodies_.end() && now_() - found->second < keep_for_;
 }
 
+void DeliveryLog::forget(std::string_view delivery_id, std::string_view signature) {
+    std::scoped_lock lock(mutex_);
+    seen_.erase(std::string(delivery_id));
+    bodies_.erase(std::string(signature));
+}
+
 void DeliveryLog::expire(Clock::time_point now) {
-    while (!by_age_.empty() && now - by_age_.front().first >= keep_for_) {
-        seen_.erase(by_age_.front().second);
-        by_age_.pop_front();
-    }
-    while (!bodies_by_age_.empty() && now - bodies_by_age_.front().first >= keep_for_) {
-        bodies_.erase(bodies_by_age_.front().second);
-        bodies_by_age_.pop_front();
-    }
+    // An entry forgotten and recorded again has a newer time than its old place in the age
+    // queue: only the entry of that time is expired.
+    const auto drop_old = [&](auto& entries, auto& by_age) {
+        while (!by_age.empty() && now - by_age.front().first >= keep_for_) {
+            const auto found = entries.find(by_age.front().second);
+            if (found != entries.end() && found->second == by_age.front().first) {
+                entries.erase(found);
+            }
+            by_age.pop_front();
+        }
+    };
+    drop_old(seen_, by_age_);
+    drop_old(bodies_, bodies_by_age_);
 }
 
 }  // namespace iea::locking

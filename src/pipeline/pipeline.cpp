@@ -23,6 +23,16 @@ namespace {
 namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 
+/// A run stopped at a checkpoint because the service is shutting down; the journal keeps it
+/// for the next start. Not a std::exception, so no handler of failures swallows it.
+struct Interrupted {};
+
+/// True for the ways a run is cut off from outside (shutdown, deadline): they must pass
+/// through the handlers that turn a failing call into a message.
+bool is_cut_off(const boost::system::system_error& error) {
+    return error.code() == boost::asio::error::operation_aborted;
+}
+
 /// A task that cannot be processed, with the reason in a designer's words, and whether the
 /// designer can fix it (the task) or not (the service or a provider is failing).
 class Blocked final : public std::runtime_error {
@@ -116,13 +126,21 @@ std::vector<providers::Attachment> input_candidates(
 /// The state and steps of one task's run.
 class TaskRun final {
 public:
-    TaskRun(Pipeline& pipeline, service::TaskJob job, locking::TaskLocks::Guard* lock)
+    TaskRun(Pipeline& pipeline,
+            service::TaskJob job,
+            locking::TaskLocks::Guard* lock,
+            const std::vector<std::pair<std::string, nlohmann::json>>& recorded,
+            int resumes)
         : pipeline_(pipeline),
           lock_(lock),
           deps_(pipeline.deps_),
           settings_(pipeline.deps_.settings),
           job_(std::move(job)),
-          log_(logging::Logger("pipeline").with({{"task_id", job_.task_id}})) {}
+          log_(logging::Logger("pipeline").with({{"task_id", job_.task_id},
+                                                 {"run_id", job_.run_id}})),
+          resumes_(resumes) {
+        for (const auto& [key, value] : recorded) recorded_[key] = value;
+    }
 
     asio::awaitable<Ending> run();
 
@@ -141,6 +159,7 @@ private:
         Fault fault = Fault::kService;
     };
 
+    asio::awaitable<Outcome> race_the_deadline();
     asio::awaitable<Outcome> guarded_steps();
     asio::awaitable<Ending> steps();
     asio::awaitable<bool> check_task();
@@ -167,16 +186,34 @@ private:
     asio::awaitable<std::optional<Candidate>> step_by_step();
     asio::awaitable<std::vector<std::string>> split_request();
 
-    asio::awaitable<void> finish_completed(const Candidate& winner, int iteration);
-    asio::awaitable<void> finish_review(int iterations_used);
+    // Endings: a decision is recorded first, then carried out, so a restart in the middle of
+    // the last writes finishes the same ending instead of deciding again.
+    asio::awaitable<Ending> finish_completed(const Candidate& winner, int iteration);
+    asio::awaitable<Ending> finish_review(int iterations_used);
     asio::awaitable<void> finish_blocked(const std::string& reason, Fault fault);
+    asio::awaitable<Ending> carry_out(nlohmann::json decision, const std::string* result_bytes);
     /// One ClickUp write whose failure must not stop the writes after it: logged, not thrown.
-    asio::awaitable<bool> write_to_task(std::string_view operation, asio::awaitable<void> write);
-    asio::awaitable<std::string> upload_result(const Candidate& candidate, bool best_attempt);
-    asio::awaitable<void> untick();
-    asio::awaitable<void> add_comment(std::string text);
+    asio::awaitable<bool> write_to_task(std::string_view operation,
+                                        asio::awaitable<nlohmann::json> write);
+    asio::awaitable<std::string> upload_result(const nlohmann::json& upload,
+                                               const std::string* bytes);
     /// The last writes of every ending: untick the box, set the status, comment.
     asio::awaitable<void> end_task(std::string status, std::string comment);
+    [[nodiscard]] std::string result_file_name(const Attempt& attempt, bool best_attempt,
+                                               const std::string& bytes) const;
+
+    // The journal.
+    /// The recorded outcome of step `key`, to reuse; null when the step must run now. During a
+    /// shutdown, a step that must run now is not started: the run stops here (Interrupted).
+    const nlohmann::json* reuse(const std::string& key);
+    asio::awaitable<void> record(std::string key, nlohmann::json value);
+    /// A write to the task whose outcome a crash can leave unknown: marked before it is asked
+    /// for and recorded after; on a resume, an unknown outcome is looked for on the task
+    /// (`look` gives null when it is not there) and the write is repeated only when missing.
+    template <typename Write, typename Look>
+    asio::awaitable<nlohmann::json> write_once(std::string key, Write write, Look look);
+    asio::awaitable<nlohmann::json> find_attachment(const std::string& file_name);
+    [[nodiscard]] nlohmann::json attempts_summary() const;
 
     Pipeline& pipeline_;
     locking::TaskLocks::Guard* lock_;  // null for a replay without a lock
@@ -184,7 +221,8 @@ private:
     const config::Settings& settings_;
     service::TaskJob job_;
     logging::Logger log_;
-    Clock::time_point started_ = Clock::now();
+    int resumes_ = 0;
+    std::map<std::string, nlohmann::json> recorded_;  // checkpoints by key
 
     providers::Task task_;
     std::string request_;
@@ -199,41 +237,63 @@ private:
 };
 
 asio::awaitable<Ending> TaskRun::run() {
+    log_.info(resumes_ == 0 ? "Task started" : "Task resumed",
+              {{"delivery_id", job_.delivery_id}, {"resumes", resumes_}});
+
+    auto outcome = co_await race_the_deadline();
+    if (outcome.ending == Ending::kInterrupted) {
+        log_.info("Task interrupted by shutdown; it resumes at the next start");
+        co_return Ending::kInterrupted;
+    }
+    if (!outcome.blocked_reason.empty()) {
+        try {
+            co_await finish_blocked(outcome.blocked_reason, outcome.fault);
+        } catch (const Interrupted&) {
+            log_.info("Task interrupted by shutdown; it resumes at the next start");
+            co_return Ending::kInterrupted;
+        }
+        outcome.ending = Ending::kBlocked;
+    }
+
+    // The job leaves the journal's list of work to resume.
+    try {
+        co_await deps_.journal.record_ending(job_.run_id, std::string(to_string(outcome.ending)));
+    } catch (const std::exception& error) {
+        // Every write is recorded as done: a resume would only find nothing left to do.
+        log_.error("Task ending could not be recorded", {{"error", error.what()}});
+    }
+    co_return outcome.ending;
+}
+
+asio::awaitable<TaskRun::Outcome> TaskRun::race_the_deadline() {
     using namespace asio::experimental::awaitable_operators;
-    log_.info("Task started", {{"delivery_id", job_.delivery_id}});
+    if (resumes_ > kMaxResumes && !recorded_.contains("decision")) {
+        co_return Outcome{Ending::kBlocked,
+                          fmt::format("the edit service restarted {} times while working on this "
+                                      "edit, so it was stopped.",
+                                      resumes_)};
+    }
 
     // The deadline races the steps. `||` waits for the first branch that succeeds, so the
     // steps report failures as values: a thrown reason would be held until the deadline.
     asio::steady_timer deadline(co_await asio::this_coro::executor, settings_.task_deadline);
     auto finished = co_await (guarded_steps() || deadline.async_wait(asio::use_awaitable) ||
                               pipeline_.stop_signal_.async_wait(asio::as_tuple(asio::use_awaitable)));
-
-    std::string blocked_reason;
-    Fault fault = Fault::kService;
-    if (finished.index() == 0) {
-        auto outcome = std::get<0>(std::move(finished));
-        if (outcome.blocked_reason.empty()) co_return outcome.ending;
-        blocked_reason = std::move(outcome.blocked_reason);
-        fault = outcome.fault;
-    } else if (finished.index() == 2) {
-        blocked_reason =
-            "the edit service was restarted before this edit finished, so it was stopped; "
-            "nothing was changed on the image.";
-    } else {
-        blocked_reason = fmt::format(
-            "the edit took longer than the {} allowed for one task, so it was stopped.",
-            human_duration(
-                std::chrono::duration_cast<std::chrono::seconds>(settings_.task_deadline)));
-    }
-
-    co_await finish_blocked(blocked_reason, fault);
-    co_return Ending::kBlocked;
+    if (finished.index() == 0) co_return std::get<0>(std::move(finished));
+    if (finished.index() == 2) co_return Outcome{Ending::kInterrupted, {}};
+    co_return Outcome{
+        Ending::kBlocked,
+        fmt::format("the edit took longer than the {} allowed for one task, so it was stopped.",
+                    human_duration(std::chrono::duration_cast<std::chrono::seconds>(
+                        settings_.task_deadline)))};
 }
 
 asio::awaitable<TaskRun::Outcome> TaskRun::guarded_steps() {
     try {
         const auto ending = co_await steps();
         co_return Outcome{ending, {}};
+    } catch (const Interrupted&) {
+        co_return Outcome{Ending::kInterrupted, {}};
     } catch (const Blocked& blocked) {
         co_return Outcome{Ending::kBlocked, blocked.what(), blocked.fault()};
     } catch (const providers::ProviderError& error) {
@@ -248,8 +308,8 @@ asio::awaitable<TaskRun::Outcome> TaskRun::guarded_steps() {
                                           ? std::string(providers::to_string(error.kind()))
                                           : error.provider_message())};
     } catch (const boost::system::system_error& error) {
-        // Cancelled by the deadline: the deadline's own branch reports it.
-        if (error.code() == asio::error::operation_aborted) throw;
+        // Cancelled by the deadline or the shutdown: their own branch reports it.
+        if (is_cut_off(error)) throw;
         log_.error("Task failed unexpectedly", {{"error", error.what()}});
     } catch (const std::exception& error) {
         log_.error("Task failed unexpectedly", {{"error", error.what()}});
@@ -259,6 +319,9 @@ asio::awaitable<TaskRun::Outcome> TaskRun::guarded_steps() {
 }
 
 asio::awaitable<Ending> TaskRun::steps() {
+    // A restart after the decision only finishes the writes that carry it out.
+    if (const auto* decided = reuse("decision")) co_return co_await carry_out(*decided, nullptr);
+
     // Step 3: the task must still ask for an edit.
     if (!co_await check_task()) co_return Ending::kStopped;
 
@@ -281,24 +344,40 @@ asio::awaitable<Ending> TaskRun::steps() {
                 winner = &candidate;  // candidates are in model priority order: ties keep the first
             }
         }
-        if (winner != nullptr) {
-            co_await finish_completed(*winner, iteration);
-            co_return Ending::kCompleted;
-        }
+        if (winner != nullptr) co_return co_await finish_completed(*winner, iteration);
     }
 
     // Several edits at once may be too much for one go: try them one after the other.
     if (auto stepped = co_await step_by_step()) {
-        co_await finish_completed(*stepped, stepped->attempt.iteration);
-        co_return Ending::kCompleted;
+        co_return co_await finish_completed(*stepped, stepped->attempt.iteration);
     }
 
     // Step 8, no pass: a person takes over, with every attempt listed.
-    co_await finish_review(settings_.max_iterations);
-    co_return Ending::kNeedsReview;
+    co_return co_await finish_review(settings_.max_iterations);
 }
 
 asio::awaitable<bool> TaskRun::check_task() {
+    if (const auto* known = reuse("task")) {
+        // Resumed: the request and attachments are the ones the run started with, but the box
+        // is looked at again, since the person may have unticked it meanwhile.
+        request_ = known->at("request").get<std::string>();
+        for (const auto& item : known->at("attachments")) {
+            providers::Attachment attachment;
+            attachment.title = item.at("title").get<std::string>();
+            attachment.url = item.at("url").get<std::string>();
+            attachment.extension = item.at("extension").get<std::string>();
+            attachment.mimetype = item.at("mimetype").get<std::string>();
+            attachment.date_ms = item.at("date_ms").get<std::int64_t>();
+            task_.attachments.push_back(std::move(attachment));
+        }
+        const auto now = co_await deps_.clickup.get_task(job_.task_id);
+        if (!now.is_checked(settings_.ai_edit_field_id)) {
+            log_.info("Task no longer ticked, stopping");
+            co_return false;
+        }
+        co_return true;
+    }
+
     task_ = co_await deps_.clickup.get_task(job_.task_id);
     if (!task_.is_checked(settings_.ai_edit_field_id)) {
         // Unticked since the webhook: the person changed their mind; nothing to write.
@@ -311,10 +390,30 @@ asio::awaitable<bool> TaskRun::check_task() {
             "the task description is empty. Write the edit you want in the description, for "
             "example \"change the price to 14,90 EUR and keep everything else\".");
     }
+    nlohmann::json known{{"request", request_}, {"attachments", nlohmann::json::array()}};
+    for (const auto& attachment : input_candidates(task_.attachments)) {
+        known["attachments"].push_back({{"title", attachment.title},
+                                        {"url", attachment.url},
+                                        {"extension", attachment.extension},
+                                        {"mimetype", attachment.mimetype},
+                                        {"date_ms", attachment.date_ms}});
+    }
+    co_await record("task", std::move(known));
     co_return true;
 }
 
 asio::awaitable<void> TaskRun::prepare_image() {
+    const auto file_name = fmt::format("{}{}.png", kSourcePrefix, job_.task_id);
+    if (const auto* known = reuse("image")) {
+        // Resumed: the prepared PNG is fetched back from where the models fetch it.
+        source_url_ = known->at("source_url").get<std::string>();
+        auto png = co_await deps_.clickup.download(source_url_,
+                                                   deps_.images.limits().max_download_bytes);
+        const image::ValidationLimits review_limits;
+        source_for_review_ = co_await deps_.images.for_validation(png, review_limits, file_name);
+        co_return;
+    }
+
     const auto candidates = input_candidates(task_.attachments);
     if (candidates.empty()) {
         throw Blocked("the task has no image attached. Attach the image to edit to the task.");
@@ -362,16 +461,20 @@ asio::awaitable<void> TaskRun::prepare_image() {
     }
     // TODO: models whose side ranges do not overlap all get the unfitted image; each should get its own upload.
 
-    const auto file_name = fmt::format("{}{}.png", kSourcePrefix, job_.task_id);
-    const auto uploaded =
-        co_await deps_.clickup.upload_attachment(job_.task_id, file_name, "image/png", source_.png);
-    source_url_ = uploaded.url;
+    const auto uploaded = co_await write_once(
+        "write/source",
+        [&]() -> asio::awaitable<nlohmann::json> {
+            const auto answer = co_await deps_.clickup.upload_attachment(job_.task_id, file_name,
+                                                                         "image/png", source_.png);
+            nlohmann::json done{{"url", answer.url}};
+            co_return done;
+        },
+        [&]() { return find_attachment(file_name); });
+    source_url_ = uploaded.at("url").get<std::string>();
     if (source_url_.empty()) {
         // ClickUp answered without JSON: find our upload on the task by its name.
-        const auto refreshed = co_await deps_.clickup.get_task(job_.task_id);
-        for (const auto& attachment : refreshed.attachments) {
-            if (attachment.title == file_name) source_url_ = attachment.url;
-        }
+        const auto found = co_await find_attachment(file_name);
+        if (found.is_object()) source_url_ = found.at("url").get<std::string>();
         if (source_url_.empty()) {
             throw Blocked("the prepared image could not be uploaded to the task.", Fault::kService);
         }
@@ -383,6 +486,12 @@ asio::awaitable<void> TaskRun::prepare_image() {
     if (settings_.image_handoff == "wavespeed") {
         source_url_ = co_await deps_.wavespeed.upload_media(source_.png, file_name, "image/png");
     }
+    nlohmann::json prepared_image{{"file_name", file_name},
+                                  {"source_url", source_url_},
+                                  {"width", source_.width},
+                                  {"height", source_.height}};
+    co_await record("image", std::move(prepared_image));
+    source_.png.clear();  // every later step works from the uploaded copy
 }
 
 asio::awaitable<std::vector<TaskRun::Candidate>> TaskRun::run_round(const Round& round) {
@@ -394,6 +503,18 @@ asio::awaitable<std::vector<TaskRun::Candidate>> TaskRun::run_round(const Round&
     std::vector<asio::awaitable<Candidate>> work;
     for (const auto& model : settings_.models) work.push_back(enhance_and_generate(model, round));
     auto outcomes = co_await gather(std::move(work));
+    // A model cut off by the shutdown or the deadline did not fail: the whole run stops.
+    for (const auto& outcome : outcomes) {
+        if (outcome.value) continue;
+        try {
+            std::rethrow_exception(outcome.error);
+        } catch (const Interrupted&) {
+            throw;
+        } catch (const boost::system::system_error& error) {
+            if (is_cut_off(error)) throw;
+        } catch (...) {
+        }
+    }
 
     std::vector<Candidate> candidates;
     std::string failures;
@@ -461,6 +582,9 @@ asio::awaitable<TaskRun::Candidate> TaskRun::enhance_and_generate(const config::
 }
 
 asio::awaitable<std::string> TaskRun::enhance(const config::ImageModel& model, const Round& round) {
+    const auto key = fmt::format("prompt/{}/{}", round.iteration, model.name);
+    if (const auto* known = reuse(key)) co_return known->at("prompt").get<std::string>();
+
     const auto feedback = round.feedback->find(model.name);
     providers::ChatRequest request;
     request.system = deps_.prompts.enhancement_system(model.name);
@@ -480,6 +604,10 @@ asio::awaitable<std::string> TaskRun::enhance(const config::ImageModel& model, c
                                   .count()},
                {"chars", prompt.size()}});
     if (prompt.empty()) throw std::runtime_error("the prompt writer returned an empty prompt");
+    nlohmann::json written{
+        {"prompt", prompt},
+        {"ms", std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count()}};
+    co_await record(key, std::move(written));
     co_return prompt;
 }
 
@@ -494,19 +622,44 @@ asio::awaitable<TaskRun::Candidate> TaskRun::generate(const config::ImageModel& 
     input["enable_base64_output"] = false;
     input["enable_sync_mode"] = false;
 
-    // A submission costs money: it is made once; only the polling is retried.
-    const auto prediction_id = co_await deps_.wavespeed.submit(model.path, std::move(input));
-    const auto prediction = co_await deps_.wavespeed.wait_for(
-        prediction_id, settings_.wavespeed_poll_interval, settings_.timeout_wavespeed_polling);
-    if (prediction.status == providers::PredictionStatus::kFailed) {
-        throw std::runtime_error(fmt::format("the image model failed: {}",
-                                             prediction.error.empty() ? "no reason given"
-                                                                      : prediction.error));
+    // A submission costs money: it is made once, and recorded, so a restart waits for the
+    // prediction it already paid for; only the polling is repeated.
+    const auto key = fmt::format("{}/{}", iteration, model.name);
+    std::string prediction_id;
+    std::string output_url;
+    if (const auto* known = reuse("generated/" + key)) {
+        prediction_id = known->at("prediction_id").get<std::string>();
+        output_url = known->at("output_url").get<std::string>();
+    } else {
+        if (const auto* submitted = reuse("submitted/" + key)) {
+            prediction_id = submitted->at("prediction_id").get<std::string>();
+        } else {
+            // TODO: a crash between WaveSpeed taking a submission and its id being recorded submits it again on resume; WaveSpeed offers no lookup by a key of ours.
+            prediction_id = co_await deps_.wavespeed.submit(model.path, std::move(input));
+            nlohmann::json submitted_now{{"prediction_id", prediction_id}};
+            co_await record("submitted/" + key, std::move(submitted_now));
+        }
+        const auto prediction = co_await deps_.wavespeed.wait_for(
+            prediction_id, settings_.wavespeed_poll_interval, settings_.timeout_wavespeed_polling);
+        if (prediction.status == providers::PredictionStatus::kFailed) {
+            throw std::runtime_error(fmt::format("the image model failed: {}",
+                                                 prediction.error.empty() ? "no reason given"
+                                                                          : prediction.error));
+        }
+        if (prediction.outputs.empty()) {
+            throw std::runtime_error("the image model returned no image");
+        }
+        output_url = prediction.outputs.front();
+        nlohmann::json generated{
+            {"prediction_id", prediction_id},
+            {"output_url", output_url},
+            {"ms",
+             std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count()}};
+        co_await record("generated/" + key, std::move(generated));
     }
-    if (prediction.outputs.empty()) throw std::runtime_error("the image model returned no image");
 
     Candidate candidate;
-    candidate.output_url = prediction.outputs.front();
+    candidate.output_url = output_url;
     candidate.bytes = co_await deps_.wavespeed.download_output(
         candidate.output_url, deps_.images.limits().max_download_bytes);
     candidate.attempt.iteration = iteration;
@@ -526,6 +679,20 @@ asio::awaitable<TaskRun::Candidate> TaskRun::generate(const config::ImageModel& 
 
 asio::awaitable<void> TaskRun::validate(Candidate& candidate, const Round& round) {
     auto& attempt = candidate.attempt;
+    const auto key = fmt::format("verdict/{}/{}", attempt.iteration, attempt.model);
+    if (const auto* known = reuse(key)) {
+        if (known->contains("score")) {
+            Verdict verdict;
+            verdict.score = known->at("score").get<double>();
+            verdict.passed = known->at("passed").get<bool>();
+            verdict.issues = known->at("issues").get<std::vector<std::string>>();
+            verdict.reasoning = known->at("reasoning").get<std::string>();
+            attempt.verdict = std::move(verdict);
+        } else {
+            attempt.failure = known->at("failure").get<std::string>();
+        }
+        co_return;
+    }
     const auto started = Clock::now();
     try {
         const image::ValidationLimits review_limits;
@@ -554,6 +721,18 @@ asio::awaitable<void> TaskRun::validate(Candidate& candidate, const Round& round
         // Infrastructure, not a bad edit: reported as such, never as a score of 0.
         attempt.failure = "the review could not be done: " + failure_words(error);
     }
+    const auto review_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
+    nlohmann::json reviewed{{"ms", review_ms}};
+    if (attempt.verdict) {
+        reviewed["score"] = attempt.verdict->score;
+        reviewed["passed"] = attempt.verdict->passed;
+        reviewed["issues"] = attempt.verdict->issues;
+        reviewed["reasoning"] = attempt.verdict->reasoning;
+    } else {
+        reviewed["failure"] = attempt.failure;
+    }
+    co_await record(key, std::move(reviewed));
     log_.info("Edit reviewed",
               {{"model", attempt.model},
                {"iteration", attempt.iteration},
@@ -566,6 +745,9 @@ asio::awaitable<void> TaskRun::validate(Candidate& candidate, const Round& round
 }
 
 asio::awaitable<std::vector<std::string>> TaskRun::split_request() {
+    if (const auto* known = reuse("split")) {
+        co_return known->at("edits").get<std::vector<std::string>>();
+    }
     providers::ChatRequest request;
     request.system = deps_.prompts.split_system();
     request.user = "The designer's request:\n\n" + request_;
@@ -579,6 +761,8 @@ asio::awaitable<std::vector<std::string>> TaskRun::split_request() {
             }
         }
     }
+    nlohmann::json split{{"edits", edits}};
+    co_await record("split", std::move(split));
     co_return edits;
 }
 
@@ -638,95 +822,291 @@ asio::awaitable<std::optional<TaskRun::Candidate>> TaskRun::step_by_step() {
     co_return final_result;
 }
 
-asio::awaitable<std::string> TaskRun::upload_result(const Candidate& candidate, bool best_attempt) {
+// --- Endings ---
+
+std::string TaskRun::result_file_name(const Attempt& attempt, bool best_attempt,
+                                      const std::string& bytes) const {
     // The file keeps its real format: a JPEG from the model is uploaded as a JPEG.
-    const auto format = image::sniff(candidate.bytes);
-    const auto file_name = fmt::format("{}{}_{}_it{}{}{}", kResultPrefix, job_.task_id,
-                                       candidate.attempt.model, candidate.attempt.iteration,
-                                       best_attempt ? "_best-attempt" : "",
-                                       image::extension(format));
-    co_await deps_.clickup.upload_attachment(job_.task_id, file_name,
-                                             std::string(image::mime_type(format)),
-                                             candidate.bytes);
-    co_return file_name;
+    return fmt::format("{}{}_{}_it{}{}{}", kResultPrefix, job_.task_id, attempt.model,
+                       attempt.iteration, best_attempt ? "_best-attempt" : "",
+                       image::extension(image::sniff(bytes)));
 }
 
-asio::awaitable<void> TaskRun::untick() {
-    co_await deps_.clickup.set_checkbox(job_.task_id, settings_.ai_edit_field_id, false);
-}
-
-asio::awaitable<bool> TaskRun::write_to_task(std::string_view operation,
-                                             asio::awaitable<void> write) {
-    try {
-        co_await std::move(write);
-        co_return true;
-    } catch (const std::exception& error) {
-        log_.error("Task write failed", {{"operation", operation}, {"error", error.what()}});
-        co_return false;
-    }
-}
-
-asio::awaitable<void> TaskRun::finish_completed(const Candidate& winner, int iteration) {
-    // Step 8, success: upload, untick, status, comment, in that order. Until the upload
-    // succeeds nothing is delivered and a failure blocks the task; after it, the result is on
-    // the task, so a failing write is logged and the writes after it still happen.
-    const auto file_name = co_await upload_result(winner, false);
-    const auto elapsed = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started_);
+asio::awaitable<Ending> TaskRun::finish_completed(const Candidate& winner, int iteration) {
+    // Step 8, success. Recorded as a decision first, then carried out.
+    const auto file_name = result_file_name(winner.attempt, false, winner.bytes);
+    const auto elapsed = std::chrono::duration_cast<std::chrono::seconds>(
+        std::chrono::system_clock::now() - job_.received_at);
     // Built before the co_await: GCC 12 destroys aggregate temporaries inside a co_await
     // expression twice.
     const auto comment = success_comment(
         {file_name, &winner.attempt, iteration, settings_.max_iterations, elapsed, dropped_models_});
-
-    co_await end_task(settings_.status_complete, comment);
-    log_.info("Task completed", {{"status", settings_.status_complete},
-                                 {"model", winner.attempt.model},
-                                 {"iteration", iteration},
-                                 {"score", winner.attempt.verdict->score},
-                                 {"latency_ms", elapsed.count() * 1000}});
+    nlohmann::json decision{{"ending", to_string(Ending::kCompleted)},
+                            {"status", settings_.status_complete},
+                            {"comment", comment},
+                            {"model", winner.attempt.model},
+                            {"iteration", iteration},
+                            {"score", winner.attempt.verdict->score},
+                            {"upload", {{"file_name", file_name},
+                                        {"output_url", winner.output_url},
+                                        {"required", true}}}};
+    co_await record("attempts", attempts_summary());
+    co_await record("decision", decision);
+    co_return co_await carry_out(std::move(decision), &winner.bytes);
 }
 
-asio::awaitable<void> TaskRun::finish_review(int iterations_used) {
+asio::awaitable<Ending> TaskRun::finish_review(int iterations_used) {
     const Attempt* best = best_attempt(attempts_, pipeline_.model_priority_);
-    std::string best_file;
+    const Candidate* best_candidate = nullptr;
     if (best != nullptr) {
-        const auto candidate = std::find_if(reviewed_.begin(), reviewed_.end(), [&](const auto& c) {
+        const auto found = std::find_if(reviewed_.begin(), reviewed_.end(), [&](const auto& c) {
             return c.attempt.model == best->model && c.attempt.iteration == best->iteration;
         });
-        if (candidate != reviewed_.end()) {
-            try {
-                best_file = co_await upload_result(*candidate, true);
-            } catch (const std::exception& error) {
-                // The comment still lists every attempt; it just cannot point at a file.
-                log_.error("Task write failed",
-                           {{"operation", "upload_attachment"}, {"error", error.what()}});
-            }
-        }
+        if (found != reviewed_.end()) best_candidate = &*found;
     }
-    const auto comment = review_comment(
-        {settings_.validation_pass_threshold, iterations_used, &attempts_, best, best_file});
-    co_await end_task(settings_.status_needs_review, comment);
-    log_.info("Task needs human review", {{"status", settings_.status_needs_review},
-                                          {"attempts", attempts_.size()}});
+    nlohmann::json decision{{"ending", to_string(Ending::kNeedsReview)},
+                            {"status", settings_.status_needs_review}};
+    // If the best attempt cannot be uploaded, the comment still lists every attempt; it just
+    // cannot point at a file.
+    const auto comment_without_file = review_comment(
+        {settings_.validation_pass_threshold, iterations_used, &attempts_, best, {}});
+    decision["comment_without_file"] = comment_without_file;
+    decision["comment"] = comment_without_file;
+    if (best_candidate != nullptr) {
+        const auto file_name = result_file_name(best_candidate->attempt, true, best_candidate->bytes);
+        const auto comment = review_comment(
+            {settings_.validation_pass_threshold, iterations_used, &attempts_, best, file_name});
+        decision["comment"] = comment;
+        decision["upload"] = {{"file_name", file_name},
+                              {"output_url", best_candidate->output_url},
+                              {"required", false}};
+    }
+    co_await record("attempts", attempts_summary());
+    co_await record("decision", decision);
+    co_return co_await carry_out(std::move(decision),
+                                 best_candidate != nullptr ? &best_candidate->bytes : nullptr);
 }
 
 asio::awaitable<void> TaskRun::finish_blocked(const std::string& reason, Fault fault) {
     log_.error("Task blocked", {{"status", settings_.status_blocked}, {"reason", reason}});
-    co_await end_task(settings_.status_blocked, blocked_comment(reason, fault));
+    nlohmann::json decision{{"ending", to_string(Ending::kBlocked)},
+                            {"status", settings_.status_blocked},
+                            {"comment", blocked_comment(reason, fault)},
+                            {"reason", reason}};
+    co_await record("attempts", attempts_summary());
+    co_await record("decision", decision);
+    (void)co_await carry_out(std::move(decision), nullptr);
+}
+
+asio::awaitable<Ending> TaskRun::carry_out(nlohmann::json decision,
+                                           const std::string* result_bytes) {
+    const auto ending_name = decision.at("ending").get<std::string>();
+    auto comment = decision.at("comment").get<std::string>();
+    if (decision.contains("upload")) {
+        const auto& upload = decision.at("upload");
+        if (upload.at("required").get<bool>()) {
+            // Until the result is on the task nothing is delivered: a failure here blocks.
+            (void)co_await upload_result(upload, result_bytes);
+        } else {
+            try {
+                (void)co_await upload_result(upload, result_bytes);
+            } catch (const std::exception& error) {
+                if (const auto* cut = dynamic_cast<const boost::system::system_error*>(&error);
+                    cut != nullptr && is_cut_off(*cut)) {
+                    throw;
+                }
+                log_.error("Task write failed",
+                           {{"operation", "upload_attachment"}, {"error", error.what()}});
+                comment = decision.at("comment_without_file").get<std::string>();
+            }
+        }
+    }
+    co_await end_task(decision.at("status").get<std::string>(), std::move(comment));
+
+    if (ending_name == to_string(Ending::kCompleted)) {
+        log_.info("Task completed",
+                  {{"status", decision.at("status").get<std::string>()},
+                   {"model", decision.at("model").get<std::string>()},
+                   {"iteration", decision.at("iteration").get<int>()},
+                   {"score", decision.at("score").get<double>()}});
+        co_return Ending::kCompleted;
+    }
+    if (ending_name == to_string(Ending::kNeedsReview)) {
+        log_.info("Task needs human review",
+                  {{"status", decision.at("status").get<std::string>()},
+                   {"attempts", attempts_.size()}});
+        co_return Ending::kNeedsReview;
+    }
+    co_return Ending::kBlocked;
+}
+
+asio::awaitable<std::string> TaskRun::upload_result(const nlohmann::json& upload,
+                                                    const std::string* bytes) {
+    const auto file_name = upload.at("file_name").get<std::string>();
+    (void)co_await write_once(
+        "write/result",
+        [&]() -> asio::awaitable<nlohmann::json> {
+            // Resumed: the model's output is fetched again from where the model left it.
+            std::string fetched;
+            if (bytes == nullptr) {
+                fetched = co_await deps_.wavespeed.download_output(
+                    upload.at("output_url").get<std::string>(),
+                    deps_.images.limits().max_download_bytes);
+            }
+            const auto& content = bytes != nullptr ? *bytes : fetched;
+            const auto answer = co_await deps_.clickup.upload_attachment(
+                job_.task_id, file_name, std::string(image::mime_type(image::sniff(content))),
+                content);
+            nlohmann::json done{{"url", answer.url}};
+            co_return done;
+        },
+        [&]() { return find_attachment(file_name); });
+    co_return file_name;
+}
+
+asio::awaitable<bool> TaskRun::write_to_task(std::string_view operation,
+                                             asio::awaitable<nlohmann::json> write) {
+    try {
+        (void)co_await std::move(write);
+        co_return true;
+    } catch (const boost::system::system_error& error) {
+        if (is_cut_off(error)) throw;
+        log_.error("Task write failed", {{"operation", operation}, {"error", error.what()}});
+    } catch (const std::exception& error) {
+        log_.error("Task write failed", {{"operation", operation}, {"error", error.what()}});
+    }
+    co_return false;
 }
 
 asio::awaitable<void> TaskRun::end_task(std::string status, std::string comment) {
     // Untick, status, comment, each on its own: a failing status change must not swallow the
     // comment, and a task never stays ticked because a later write failed.
-    auto untick_write = untick();
-    co_await write_to_task("set_checkbox", std::move(untick_write));
-    auto status_write = deps_.clickup.set_status(job_.task_id, std::move(status));
-    co_await write_to_task("set_status", std::move(status_write));
-    auto comment_write = add_comment(std::move(comment));
-    co_await write_to_task("add_comment", std::move(comment_write));
+    auto untick = write_once(
+        "write/untick",
+        [&]() -> asio::awaitable<nlohmann::json> {
+            co_await deps_.clickup.set_checkbox(job_.task_id, settings_.ai_edit_field_id, false);
+            co_return nlohmann::json(true);
+        },
+        [&]() -> asio::awaitable<nlohmann::json> {
+            const auto task = co_await deps_.clickup.get_task(job_.task_id);
+            co_return task.is_checked(settings_.ai_edit_field_id) ? nlohmann::json()
+                                                                  : nlohmann::json(true);
+        });
+    co_await write_to_task("set_checkbox", std::move(untick));
+
+    auto set_status = write_once(
+        "write/status",
+        [&]() -> asio::awaitable<nlohmann::json> {
+            co_await deps_.clickup.set_status(job_.task_id, status);
+            co_return nlohmann::json(true);
+        },
+        [&]() -> asio::awaitable<nlohmann::json> {
+            const auto task = co_await deps_.clickup.get_task(job_.task_id);
+            co_return lower(task.status) == lower(status) ? nlohmann::json(true)
+                                                          : nlohmann::json();
+        });
+    co_await write_to_task("set_status", std::move(set_status));
+
+    // The comment carries the run's reference: after a restart, it is how we know whether
+    // ClickUp took it; operators find the run's history with it too.
+    const auto reference = fmt::format("[image-edit-agent run {}]", job_.run_id);
+    comment = trim(comment) + "\n\n" + reference;
+    auto add_comment = write_once(
+        "write/comment",
+        [&]() -> asio::awaitable<nlohmann::json> {
+            const auto id = co_await deps_.clickup.add_comment(job_.task_id, comment, true);
+            co_return nlohmann::json(id);
+        },
+        [&]() -> asio::awaitable<nlohmann::json> {
+            const auto comments = co_await deps_.clickup.get_comments(job_.task_id);
+            for (const auto& posted : comments) {
+                if (posted.text.find(reference) != std::string::npos) {
+                    co_return nlohmann::json(posted.id);
+                }
+            }
+            co_return nlohmann::json();
+        });
+    co_await write_to_task("add_comment", std::move(add_comment));
 }
 
-asio::awaitable<void> TaskRun::add_comment(std::string text) {
-    (void)co_await deps_.clickup.add_comment(job_.task_id, std::move(text), true);
+// --- The journal ---
+
+const nlohmann::json* TaskRun::reuse(const std::string& key) {
+    if (const auto found = recorded_.find(key); found != recorded_.end()) return &found->second;
+    if (pipeline_.pausing_) throw Interrupted{};
+    return nullptr;
+}
+
+asio::awaitable<void> TaskRun::record(std::string key, nlohmann::json value) {
+    recorded_[key] = value;
+    co_await deps_.journal.record_checkpoint(job_.run_id, std::move(key), std::move(value));
+}
+
+template <typename Write, typename Look>
+asio::awaitable<nlohmann::json> TaskRun::write_once(std::string key, Write write, Look look) {
+    const auto done_key = key + "/done";
+    if (const auto* done = reuse(done_key)) co_return *done;
+    if (recorded_.contains(key + "/asked")) {
+        // A restart came between asking ClickUp and hearing back: look before repeating.
+        auto found = co_await look();
+        if (!found.is_null()) {
+            log_.info("Write found done after restart", {{"write", key}});
+            co_await record(done_key, found);
+            co_return found;
+        }
+    }
+    co_await record(key + "/asked", nlohmann::json(true));
+    auto done = co_await write();
+    co_await record(done_key, done);
+    co_return done;
+}
+
+asio::awaitable<nlohmann::json> TaskRun::find_attachment(const std::string& file_name) {
+    const auto task = co_await deps_.clickup.get_task(job_.task_id);
+    for (const auto& attachment : task.attachments) {
+        if (attachment.title == file_name) {
+            nlohmann::json found{{"url", attachment.url}};
+            co_return found;
+        }
+    }
+    co_return nlohmann::json();
+}
+
+nlohmann::json TaskRun::attempts_summary() const {
+    auto summary = nlohmann::json::array();
+    for (const auto& attempt : attempts_) {
+        nlohmann::json item{{"iteration", attempt.iteration},
+                            {"model", attempt.model},
+                            {"prompt", attempt.prompt}};
+        if (!attempt.step.empty()) item["step"] = attempt.step;
+        if (attempt.verdict) {
+            item["score"] = attempt.verdict->score;
+            item["passed"] = attempt.verdict->passed;
+            item["issues"] = attempt.verdict->issues;
+            item["reasoning"] = attempt.verdict->reasoning;
+        }
+        if (!attempt.failure.empty()) item["failure"] = attempt.failure;
+        summary.push_back(std::move(item));
+    }
+    return summary;
+}
+
+// --- Pipeline ---
+
+std::string_view to_string(Ending ending) {
+    switch (ending) {
+        case Ending::kCompleted:
+            return "complete";
+        case Ending::kNeedsReview:
+            return "needs_review";
+        case Ending::kBlocked:
+            return "blocked";
+        case Ending::kStopped:
+            return "stopped";
+        case Ending::kInterrupted:
+            return "interrupted";
+    }
+    return "unknown";
 }
 
 Pipeline::Pipeline(asio::any_io_executor executor, Dependencies dependencies)
@@ -741,22 +1121,72 @@ Pipeline::Pipeline(asio::any_io_executor executor, Dependencies dependencies)
     for (const auto& model : models) model_priority_.push_back(model.name);
 }
 
+asio::awaitable<service::Admission> Pipeline::admit(service::TaskJob job,
+                                                    locking::TaskLocks::Guard lock,
+                                                    bool wait_for_end) {
+    service::Admission admission;
+    try {
+        const auto run_id =
+            co_await deps_.journal.record_job(job.task_id, job.delivery_id, job.received_at);
+        if (!run_id) {
+            admission.kind = service::Admission::Kind::kRedelivered;
+            co_return admission;
+        }
+        job.run_id = *run_id;
+    } catch (const std::exception& error) {
+        logging::Logger("pipeline").error("Task could not be recorded",
+                                          {{"task_id", job.task_id}, {"error", error.what()}});
+        admission.kind = service::Admission::Kind::kUnavailable;
+        co_return admission;
+    }
+    if (!wait_for_end) {
+        spawn(std::move(job), std::move(lock), {}, 0);
+        co_return admission;
+    }
+    ++in_flight_;
+    const std::vector<std::pair<std::string, nlohmann::json>> nothing_recorded;
+    TaskRun task_run(*this, std::move(job), &lock, nothing_recorded, 0);
+    const auto ending = co_await task_run.run();
+    --in_flight_;
+    admission.ending = std::string(to_string(ending));
+    co_return admission;
+}
+
+void Pipeline::resume(journal::JobRecord job, locking::TaskLocks::Guard lock) {
+    service::TaskJob task_job{job.task_id, job.delivery_id, job.received_at, job.id};
+    spawn(std::move(task_job), std::move(lock), std::move(job.checkpoints), job.resumes);
+}
+
 asio::awaitable<Ending> Pipeline::run(service::TaskJob job) {
-    TaskRun task_run(*this, std::move(job), nullptr);
+    if (job.delivery_id.empty()) {
+        job.delivery_id = fmt::format("replay:{}", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                       job.received_at.time_since_epoch())
+                                                       .count());
+    }
+    const auto run_id =
+        co_await deps_.journal.record_job(job.task_id, job.delivery_id, job.received_at);
+    if (!run_id) throw std::runtime_error("this delivery is already in the journal");
+    job.run_id = *run_id;
+    const std::vector<std::pair<std::string, nlohmann::json>> nothing_recorded;
+    TaskRun task_run(*this, std::move(job), nullptr, nothing_recorded, 0);
     co_return co_await task_run.run();
 }
 
+void Pipeline::pause() { pausing_ = true; }
+
 void Pipeline::stop() {
-    // TODO: a task stopped while it writes its result can end blocked with the result attached; the journal of issue 6 should resume such tasks instead of stopping them.
+    pausing_ = true;
     stop_signal_.cancel();
 }
 
-void Pipeline::start(service::TaskJob job, locking::TaskLocks::Guard lock) {
+void Pipeline::spawn(service::TaskJob job, locking::TaskLocks::Guard lock,
+                     std::vector<std::pair<std::string, nlohmann::json>> recorded, int resumes) {
     ++in_flight_;
     asio::co_spawn(
         executor_,
-        [this, job = std::move(job), lock = std::move(lock)]() mutable -> asio::awaitable<void> {
-            TaskRun task_run(*this, std::move(job), &lock);
+        [this, job = std::move(job), lock = std::move(lock), recorded = std::move(recorded),
+         resumes]() mutable -> asio::awaitable<void> {
+            TaskRun task_run(*this, std::move(job), &lock, recorded, resumes);
             (void)co_await task_run.run();
             // The lock goes when this coroutine ends, after every write to the task.
         },

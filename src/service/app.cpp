@@ -11,6 +11,7 @@
 
 #include "iea/http/client.hpp"
 #include "iea/image/converter.hpp"
+#include "iea/journal/journal.hpp"
 #include "iea/logging/log.hpp"
 #include "iea/pipeline/pipeline.hpp"
 #include "iea/pipeline/prompts.hpp"
@@ -25,8 +26,8 @@ namespace {
 namespace asio = boost::asio;
 constexpr auto kAsTuple = asio::as_tuple(asio::use_awaitable);
 constexpr auto kLockSweepPeriod = std::chrono::seconds(60);
-// After the grace period, the time interrupted tasks get to write "blocked" on their task.
-constexpr auto kReportGrace = std::chrono::seconds(10);
+// After the grace period, the time runs get to unwind once cut off.
+constexpr auto kCutOffGrace = std::chrono::seconds(2);
 
 asio::awaitable<void> sweep_stale_locks(locking::TaskLocks& locks) {
     static const logging::Logger log("locking");
@@ -40,6 +41,38 @@ asio::awaitable<void> sweep_stale_locks(locking::TaskLocks& locks) {
     }
 }
 
+/// Picks up every job a crash or a shutdown left unfinished, each under its task's lock, so
+/// a tick of the same task arriving meanwhile is answered "already processing".
+void resume_unfinished_jobs(journal::Journal& journal, locking::TaskLocks& locks,
+                            pipeline::Pipeline& runner) {
+    static const logging::Logger log("service");
+    auto jobs = journal.take_unfinished_jobs();
+    if (jobs.empty()) return;
+    log.info("Resuming unfinished tasks", {{"count", jobs.size()}});
+    for (auto& job : jobs) {
+        auto lock = locks.try_acquire(job.task_id);
+        if (!lock) {
+            // Two unfinished runs of one task: the older one goes on; this one is dropped.
+            log.warning("Duplicate unfinished run dropped",
+                        {{"task_id", job.task_id}, {"run_id", job.id}});
+            journal.record_ending_now(job.id, "superseded");
+            continue;
+        }
+        runner.resume(std::move(job), std::move(*lock));
+    }
+}
+
+/// Waits, polling, until `done` holds or `limit` has passed.
+template <typename Done>
+asio::awaitable<void> wait_until(Done done, std::chrono::steady_clock::duration limit) {
+    asio::steady_timer poll(co_await asio::this_coro::executor);
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (!done() && std::chrono::steady_clock::now() < end) {
+        poll.expires_after(std::chrono::milliseconds(50));
+        co_await poll.async_wait(kAsTuple);
+    }
+}
+
 }  // namespace
 
 int run_service(const config::Settings& settings) {
@@ -48,6 +81,16 @@ int run_service(const config::Settings& settings) {
 
     // Read the prompts first: a missing guidance file stops the start, not a task.
     const auto prompts = pipeline::PromptBook::load(settings.config_dir, settings.models);
+
+    // The journal next: without it an accepted task could be lost, so the service refuses to
+    // run (the reason goes to the log and to stderr).
+    std::unique_ptr<journal::Journal> journal;
+    try {
+        journal = journal::Journal::open(settings.journal_path);
+    } catch (const journal::JournalError& error) {
+        log.error("Journal unusable, not starting", {{"error", error.what()}});
+        throw;
+    }
 
     // Providers and image intake, shared by every task.
     http::HttpClient http_client(io.get_executor());
@@ -62,15 +105,18 @@ int run_service(const config::Settings& settings) {
     limits.max_concurrent_decodes = static_cast<unsigned>(settings.image_max_concurrent_decodes);
     image::ImageConverter images(io.get_executor(), limits);
     pipeline::Pipeline runner(io.get_executor(),
-                              {settings, clickup, openrouter, wavespeed, images, prompts});
+                              {settings, clickup, openrouter, wavespeed, images, prompts, *journal});
 
     locking::TaskLocks locks(settings.lock_ttl, settings.lock_cleanup_interval);
     locking::DeliveryLog deliveries(settings.lock_ttl);
-    WebhookIntake intake({settings.clickup_webhook_secret.reveal(), settings.ai_edit_field_id},
+    WebhookIntake intake({settings.clickup_webhook_secret.reveal(), settings.ai_edit_field_id,
+                          settings.webhook_answer == "when_done"},
                          locks, deliveries, runner);
+    resume_unfinished_jobs(*journal, locks, runner);
 
     http::Router router;
     add_health_routes(router, locks);
+    add_history_routes(router, *journal, settings.history_api_token);
     router.add(http::Method::post, "/webhook/clickup",
                [&intake](const http::Request& request) { return intake.handle(request); });
 
@@ -82,41 +128,35 @@ int run_service(const config::Settings& settings) {
     server.start();
     log.info("Service listening", {{"address", settings.bind_address},
                                    {"port", server.port()},
-                                   {"version", IEA_VERSION}});
+                                   {"version", IEA_VERSION},
+                                   {"journal", journal->path().string()}});
 
     asio::co_spawn(io, sweep_stale_locks(locks), asio::detached);
 
-    // Graceful shutdown: stop accepting, let requests in flight finish, then stop the loop.
+    // Shutdown: webhooks are answered 503 (ClickUp sends them again), running tasks stop at
+    // their next checkpoint within the grace period, and whatever is left unfinished stays in
+    // the journal for the next start. Nothing is written to the tasks on the way out.
     asio::signal_set signals(io, SIGTERM, SIGINT);
     signals.async_wait([&](const boost::system::error_code& ec, int signal_number) {
         if (ec) return;
         log.info("Shutdown requested",
                  {{"signal", signal_number}, {"tasks_running", runner.in_flight()}});
-        server.stop();
+        intake.stop_taking_work();
+        runner.pause();
         asio::co_spawn(
             io,
             [&]() -> asio::awaitable<void> {
-                // Running tasks get the grace period to finish; the rest end blocked, with
-                // their box unticked and a comment, instead of being left ticked and silent.
-                asio::steady_timer poll(io);
-                const auto grace_end = std::chrono::steady_clock::now() + settings.shutdown_grace;
-                while (runner.in_flight() > 0 && std::chrono::steady_clock::now() < grace_end) {
-                    poll.expires_after(std::chrono::milliseconds(50));
-                    co_await poll.async_wait(kAsTuple);
-                }
-                const auto interrupted = runner.in_flight();
-                if (interrupted > 0) {
+                co_await wait_until([&] { return runner.in_flight() == 0; },
+                                    settings.shutdown_grace);
+                const auto cut_off = runner.in_flight();
+                if (cut_off > 0) {
                     runner.stop();
-                    const auto report_end = std::chrono::steady_clock::now() + kReportGrace;
-                    while (runner.in_flight() > 0 &&
-                           std::chrono::steady_clock::now() < report_end) {
-                        poll.expires_after(std::chrono::milliseconds(50));
-                        co_await poll.async_wait(kAsTuple);
-                    }
+                    co_await wait_until([&] { return runner.in_flight() == 0; }, kCutOffGrace);
                 }
+                server.stop();
                 const bool drained = co_await server.drain(std::chrono::seconds(1));
                 log.info("Service stopped", {{"connections_drained", drained},
-                                             {"tasks_interrupted", interrupted},
+                                             {"tasks_cut_off", cut_off},
                                              {"tasks_left", runner.in_flight()}});
                 io.stop();
             },

@@ -36,6 +36,18 @@ WebhookIntake::WebhookIntake(IntakeOptions options,
     : options_(std::move(options)), locks_(locks), deliveries_(deliveries), runner_(runner) {}
 
 boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request& request) {
+    // 0. During a shutdown nothing new is taken: ClickUp retries a 503, so the tick reaches
+    // the next instance or this one after its restart instead of being lost.
+    if (stopping_) {
+        static const auto unavailable = [] {
+            auto response = http::error_response(http::Status::service_unavailable,
+                                                 "the service is restarting; send it again");
+            response.set(boost::beast::http::field::retry_after, "30");
+            return response;
+        }();
+        co_return unavailable;
+    }
+
     // 1. Authenticity first: nothing of an unsigned body is parsed.
     const std::string_view signature = request["X-Signature"];
     const auto outcome =
@@ -93,11 +105,33 @@ boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request
                          "an edit of this task is already running");
     }
 
+    // 6. Recorded in the journal before the answer: from here on a restart cannot lose it.
+    TaskJob job{event.task_id, trigger.delivery_id, std::chrono::system_clock::now()};
+    const auto admission =
+        co_await runner_.admit(std::move(job), std::move(*lock), options_.answer_when_done);
+    switch (admission.kind) {
+        case Admission::Kind::kRedelivered:
+            log_.debug("Webhook redelivered",
+                       {{"task_id", event.task_id}, {"delivery_id", trigger.delivery_id}});
+            co_return answer(http::Status::ok, "already_processing", event.task_id, "message",
+                             "this delivery was already received");
+        case Admission::Kind::kUnavailable: {
+            deliveries_.forget(trigger.delivery_id, signature_key);
+            auto response = answer(http::Status::service_unavailable, "unavailable",
+                                   event.task_id, "error",
+                                   "the edit could not be recorded; send it again");
+            response.set(boost::beast::http::field::retry_after, "30");
+            co_return response;
+        }
+        case Admission::Kind::kAccepted:
+            break;
+    }
     log_.info("Webhook accepted",
               {{"task_id", event.task_id}, {"delivery_id", trigger.delivery_id},
                {"bytes", request.body().size()}});
-    runner_.start({event.task_id, trigger.delivery_id, std::chrono::system_clock::now()},
-                  std::move(*lock));
+    if (options_.answer_when_done) {
+        co_return answer(http::Status::ok, "done", event.task_id, "ending", admission.ending);
+    }
     co_return answer(http::Status::accepted, "accepted", event.task_id, "message",
                      "edit queued");
 }

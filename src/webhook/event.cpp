@@ -6,8 +6,8 @@
 
 namespace iea::webhook {
 namespace {
-
 constexpr std::size_t kMaxTaskIdLength = 64;
+}  // namespace
 
 bool looks_like_task_id(std::string_view id) {
     return !id.empty() && id.size() <= kMaxTaskIdLength &&
@@ -16,6 +16,8 @@ bool looks_like_task_id(std::string_view id) {
                       c == '-' || c == '_';
            });
 }
+
+namespace {
 
 // History item ids arrive as strings; numbers are tolerated since the docs do not promise.
 std::string id_text(const nlohmann::json& value) {

@@ -175,6 +175,10 @@ ServiceProcess::ServiceProcess(std::map<std::string, std::string> env,
         {"OPENROUTER_API_BASE_URL", "http://127.0.0.1:9/openrouter/api/v1"},
         {"WAVESPEED_API_BASE_URL", "http://127.0.0.1:9/wavespeed/api/v3"},
     };
+    // Each service gets its own journal unless the test shares one between restarts.
+    static int services_started = 0;
+    full["JOURNAL_PATH"] =
+        (scratch_dir("journal-" + std::to_string(++services_started)) / "journal.sqlite3").string();
     for (auto& [key, value] : env) full[key] = value;
 
     // The project's config folder holds the prompts the pipeline needs.

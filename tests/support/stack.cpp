@@ -94,9 +94,21 @@ Stack::Stack(Env service_env) {
         // The sandbox has no plan limit; the token bucket is tested on its own.
         {"CLICKUP_RATE_LIMIT_PER_MINUTE", "60000"},
     };
+    // One journal for the life of the stack, so a restarted service resumes from it.
+    env["JOURNAL_PATH"] = (scratch_dir("stack-journal") / "journal.sqlite3").string();
     for (auto& [key, value] : service_env) env[key] = value;
+    service_env_ = env;
     service_ = std::make_unique<ServiceProcess>(std::move(env));
 }
+
+int Stack::stop_service(int signal) {
+    service_->process().signal(signal);
+    const auto code = service_->process().wait_exit(std::chrono::seconds(60));
+    if (!code) throw std::runtime_error("service did not exit after signal " + std::to_string(signal));
+    return *code;
+}
+
+void Stack::start_service() { service_ = std::make_unique<ServiceProcess>(service_env_); }
 
 std::string Stack::add_task(const std::string& id,
                             const std::string& description,

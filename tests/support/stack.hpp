@@ -42,6 +42,11 @@ public:
     SandboxProcess& sandbox() { return *sandbox_; }
     ServiceProcess& service() { return *service_; }
 
+    /// Sends `signal` to the service, waits for it to exit and returns its exit code.
+    int stop_service(int signal);
+    /// Starts the service again on the same port and journal.
+    void start_service();
+
     /// Creates a task holding `image` (file path) and `description`; returns its id.
     std::string add_task(const std::string& id,
                          const std::string& description,
@@ -57,6 +62,7 @@ public:
 private:
     std::unique_ptr<SandboxProcess> sandbox_;
     std::unique_ptr<ServiceProcess> service_;
+    Env service_env_;
 };
 
 }  // namespace iea::testing

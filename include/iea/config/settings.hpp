@@ -99,6 +99,11 @@ struct Settings {
     std::chrono::milliseconds timeout_clickup{};
     std::chrono::milliseconds task_deadline{};
 
+    // journal
+    std::string journal_path;   ///< SQLite journal of jobs, checkpoints and history
+    std::string webhook_answer;  ///< "at_once" or "when_done"
+    Secret history_api_token;
+
     // locking
     std::chrono::milliseconds lock_ttl{};
     int lock_cleanup_interval = 0;

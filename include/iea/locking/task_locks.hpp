@@ -88,6 +88,9 @@ public:
     /// True when a verified body with this signature was already taken (within the period).
     [[nodiscard]] bool knows_body(std::string_view signature) const;
 
+    /// Forgets a delivery that could not be taken after all, so its redelivery is taken.
+    void forget(std::string_view delivery_id, std::string_view signature);
+
 private:
     void expire(Clock::time_point now);
 

@@ -4,6 +4,10 @@
 /// enhance -> generate -> validate -> decide, and the report on the task. Every path ends in
 /// one terminal state written to ClickUp (complete, needs review, blocked) with the checkbox
 /// unticked, except a task that was unticked meanwhile, which stops quietly.
+///
+/// Every run is a job in the journal. Each step's outcome is recorded as it happens; a run
+/// interrupted by a crash or a shutdown is resumed on the next start, reusing what was
+/// recorded (nothing paid for twice), and each write to the task happens once.
 
 #include <cstddef>
 #include <vector>
@@ -13,6 +17,7 @@
 
 #include "iea/config/settings.hpp"
 #include "iea/image/converter.hpp"
+#include "iea/journal/journal.hpp"
 #include "iea/pipeline/concurrency.hpp"
 #include "iea/pipeline/prompts.hpp"
 #include "iea/providers/clickup.hpp"
@@ -30,10 +35,19 @@ struct Dependencies {
     providers::WaveSpeedClient& wavespeed;
     image::ImageConverter& images;
     const PromptBook& prompts;
+    journal::Journal& journal;
 };
 
-/// How a run ended.
-enum class Ending { kCompleted, kNeedsReview, kBlocked, kStopped };
+/// How a run ended. kInterrupted is the only one that is not an end: the job stays in the
+/// journal and is resumed on the next start.
+enum class Ending { kCompleted, kNeedsReview, kBlocked, kStopped, kInterrupted };
+
+/// The journal's name of an ending ("complete", "needs_review", "blocked", "stopped").
+[[nodiscard]] std::string_view to_string(Ending ending);
+
+/// A restart that comes back to the same job this many times ends it blocked: something in
+/// the job itself keeps bringing the service down.
+inline constexpr int kMaxResumes = 5;
 
 /// Runs accepted tasks, each as its own coroutine on `executor`, under the global limits on
 /// enhancement and validation calls. Single-threaded: use from the executor's thread.
@@ -41,15 +55,24 @@ class Pipeline final : public service::TaskRunner {
 public:
     Pipeline(boost::asio::any_io_executor executor, Dependencies dependencies);
 
-    void start(service::TaskJob job, locking::TaskLocks::Guard lock) override;
+    /// Records the job in the journal, then runs it in the background (or, with
+    /// `wait_for_end`, until it ends).
+    [[nodiscard]] boost::asio::awaitable<service::Admission> admit(
+        service::TaskJob job, locking::TaskLocks::Guard lock, bool wait_for_end) override;
 
-    /// Runs one task to its end (what start() spawns); exposed for `replay` and tests.
+    /// Picks up a job a restart interrupted, from its last checkpoint; returns at once.
+    void resume(journal::JobRecord job, locking::TaskLocks::Guard lock);
+
+    /// Runs one task to its end as a new journal job, without a lock; for `replay` and tests.
     [[nodiscard]] boost::asio::awaitable<Ending> run(service::TaskJob job);
 
     [[nodiscard]] std::size_t in_flight() const { return in_flight_; }
 
-    /// Shutdown: every task still running stops where it is and ends blocked, with its box
-    /// unticked and a comment that a restart interrupted it. Returns at once.
+    /// Shutdown, first phase: every run stops at its next checkpoint (before it starts any new
+    /// step) and stays in the journal for the next start. Returns at once.
+    void pause();
+    [[nodiscard]] bool pausing() const { return pausing_; }
+    /// Shutdown, last phase: runs still going are cut off where they are. Returns at once.
     void stop();
     [[nodiscard]] const AsyncSemaphore& enhancement_slots() const { return enhancement_slots_; }
     [[nodiscard]] const AsyncSemaphore& validation_slots() const { return validation_slots_; }
@@ -62,7 +85,11 @@ private:
     AsyncSemaphore enhancement_slots_;
     AsyncSemaphore validation_slots_;
     std::vector<std::string> model_priority_;
+    void spawn(service::TaskJob job, locking::TaskLocks::Guard lock,
+               std::vector<std::pair<std::string, nlohmann::json>> recorded, int resumes);
+
     std::size_t in_flight_ = 0;
+    bool pausing_ = false;
     boost::asio::steady_timer stop_signal_;  // cancelled by stop(); tasks wait on it
 };
 

@@ -4,12 +4,18 @@
 
 #include "iea/config/settings.hpp"
 #include "iea/http/server.hpp"
+#include "iea/journal/journal.hpp"
 #include "iea/locking/task_locks.hpp"
 
 namespace iea::service {
 
 /// Adds GET /health, /health/ and /health/locks.
 void add_health_routes(http::Router& router, const locking::TaskLocks& locks);
+
+/// Adds GET /tasks/{task_id}: the task's runs from the journal, for a bearer of `token`.
+/// `journal` and `token` must outlive the router.
+void add_history_routes(http::Router& router, journal::Journal& journal,
+                        const config::Secret& token);
 
 /// The `/health` body: status, timestamp, service and version.
 [[nodiscard]] nlohmann::json health_body();

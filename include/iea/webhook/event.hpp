@@ -31,6 +31,10 @@ struct ParsedEvent {
     std::string error;
 };
 
+/// True for what ClickUp task ids look like: 1 to 64 letters, digits, '-' or '_'. Task ids
+/// end up in API paths, so nothing else is let through.
+[[nodiscard]] bool looks_like_task_id(std::string_view id);
+
 /// Parses a webhook body. Requires `event` and `task_id` as strings; a task id must look
 /// like one (letters, digits, '-' and '_'), since it ends up in API paths.
 [[nodiscard]] ParsedEvent parse_event(std::string_view body);
