@@ -35,6 +35,19 @@ boost::system::error_code make_error_code(RedisErrc code) noexcept;
 template <typename T>
 using RedisResult = boost::system::result<T>;
 
+/// A failed RedisResult of any type, from its error code: `co_return failed(error);`.
+/// (A bare error code cannot be returned where the value type is bool: it converts to both.)
+struct RedisFailure {
+    boost::system::error_code error;
+
+    template <typename T>
+    operator RedisResult<T>() const {  // NOLINT(google-explicit-constructor): the point of it
+        return RedisResult<T>(boost::system::in_place_error, error);
+    }
+};
+
+inline RedisFailure failed(boost::system::error_code error) { return RedisFailure{error}; }
+
 /// One RESP2 reply.
 struct RedisReply {
     enum class Kind { kNil, kInteger, kString, kStatus, kArray, kError };
