@@ -1,6 +1,8 @@
 #include "iea/state/redis_queue.hpp"
 
+#include <algorithm>
 #include <optional>
+#include <stdexcept>
 
 #include "redis_support.hpp"
 
@@ -53,7 +55,12 @@ RedisJobQueue::RedisJobQueue(RedisClient& commands, RedisClient& reads, JobQueue
     : commands_(commands),
       reads_(reads),
       options_(std::move(options)),
-      log_(logging::Logger("state").with({{"consumer", options_.consumer}})) {}
+      log_(logging::Logger("state").with({{"consumer", options_.consumer}})) {
+    if (options_.consumer.empty()) {
+        throw std::invalid_argument("state: the job queue needs a consumer name (the instance id)");
+    }
+    options_.batch = std::max<std::size_t>(1, options_.batch);
+}
 
 asio::awaitable<RedisResult<void>> RedisJobQueue::ensure_group() {
     // From id 0, so jobs enqueued before the group existed are read too.
