@@ -275,7 +275,7 @@ TEST_CASE("redis client: a server that stops answering times out and is reconnec
     RedisServer server;
     asio::io_context io;
     auto options = quick_options();
-    options.command_timeout = 300ms;
+    options.command_timeout = 1s;
     RedisClient redis(io.get_executor(), parse_redis_url(server.url()), options);
     redis.start();
 

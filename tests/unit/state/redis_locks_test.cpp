@@ -99,7 +99,7 @@ TEST_CASE("redis locks: an expired lock goes to the next run, and the old owner 
           "[state]") {
     IEA_REQUIRE_REDIS_SERVER();
     TwoClients f;
-    RedisTaskLocks locks_a(f.first, 200ms);
+    RedisTaskLocks locks_a(f.first, 1s);
     RedisTaskLocks locks_b(f.second, 30s);
 
     bool refused_while_live = false;
@@ -113,7 +113,7 @@ TEST_CASE("redis locks: an expired lock goes to the next run, and the old owner 
         need(old_token.has_value(), "first acquire");
         refused_while_live = !(co_await locks_b.acquire("task-3")).value().has_value();
 
-        co_await pause_for(400ms);
+        co_await pause_for(1300ms);
         const auto new_token = (co_await locks_b.acquire("task-3")).value();
         taken_after_expiry = new_token.has_value();
         old_release = (co_await locks_a.release("task-3", *old_token)).value();
@@ -130,8 +130,8 @@ TEST_CASE("redis locks: an expired lock goes to the next run, and the old owner 
 TEST_CASE("redis locks: renewing keeps a lock past its first TTL", "[state]") {
     IEA_REQUIRE_REDIS_SERVER();
     TwoClients f;
-    RedisTaskLocks locks_a(f.first, 300ms);
-    RedisTaskLocks locks_b(f.second, 300ms);
+    RedisTaskLocks locks_a(f.first, 1s);
+    RedisTaskLocks locks_b(f.second, 1s);
 
     int renewals = 0;
     bool taken_by_other = true;
@@ -139,13 +139,13 @@ TEST_CASE("redis locks: renewing keeps a lock past its first TTL", "[state]") {
         co_await f.connected();
         const auto token = (co_await locks_a.acquire("task-4")).value();
         need(token.has_value(), "first acquire");
-        for (int i = 0; i < 8; ++i) {
+        for (int i = 0; i < 15; ++i) {
             co_await pause_for(100ms);
             renewals += (co_await locks_a.renew("task-4", *token)).value();
         }
         taken_by_other = (co_await locks_b.acquire("task-4")).value().has_value();
     }());
-    CHECK(renewals == 8);
+    CHECK(renewals == 15);
     CHECK_FALSE(taken_by_other);
 }
 
@@ -172,8 +172,8 @@ TEST_CASE("redis locks: unavailable while Redis is down, usable again after", "[
 TEST_CASE("redis dedupe: a delivery counts once within its keep period", "[state]") {
     IEA_REQUIRE_REDIS_SERVER();
     TwoClients f;
-    RedisDeliveryLog log_a(f.first, 300ms);
-    RedisDeliveryLog log_b(f.second, 300ms);
+    RedisDeliveryLog log_a(f.first, 1s);
+    RedisDeliveryLog log_b(f.second, 1s);
 
     std::vector<bool> firsts;
     run_task(f.io, [&]() -> asio::awaitable<void> {
@@ -181,7 +181,7 @@ TEST_CASE("redis dedupe: a delivery counts once within its keep period", "[state
         firsts.push_back((co_await log_a.record("webhook-1:history-1")).value());
         firsts.push_back((co_await log_b.record("webhook-1:history-1")).value());
         firsts.push_back((co_await log_b.record("webhook-1:history-2")).value());
-        co_await pause_for(500ms);
+        co_await pause_for(1300ms);
         firsts.push_back((co_await log_a.record("webhook-1:history-1")).value());
     }());
     CHECK(firsts == std::vector<bool>{true, false, true, true});

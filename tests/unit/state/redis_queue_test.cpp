@@ -43,7 +43,7 @@ JobQueueOptions options_for(const std::string& consumer) {
     JobQueueOptions options;
     options.consumer = consumer;
     options.block_for = 100ms;
-    options.claim_after = 300ms;
+    options.claim_after = 1s;
     options.batch = 4;
     return options;
 }
@@ -131,7 +131,7 @@ TEST_CASE("redis queue: jobs a dead consumer left pending are claimed after the 
         dead.reset();  // the instance dies without acknowledging
 
         claimed_early = (co_await alive.queue.claim_abandoned()).value().size();
-        co_await pause_for(500ms);
+        co_await pause_for(1300ms);
         for (const auto& job : (co_await alive.queue.claim_abandoned()).value()) {
             claimed.push_back(job.id);
         }
@@ -169,18 +169,18 @@ TEST_CASE(
         const auto jobs = (co_await slow.queue.read_new()).value();
         need(jobs.size() == 1, "one job read");
 
-        for (int i = 0; i < 6; ++i) {
+        for (int i = 0; i < 15; ++i) {
             co_await pause_for(100ms);
             touches += (co_await slow.queue.touch(jobs[0].id)).value();
         }
         claimed_while_touched = (co_await other.queue.claim_abandoned()).value().size();
 
-        co_await pause_for(500ms);  // the slow owner stops touching: looks dead
+        co_await pause_for(1300ms);  // the slow owner stops touching: looks dead
         claimed_after = (co_await other.queue.claim_abandoned()).value().size();
         old_owner_touch = (co_await slow.queue.touch(jobs[0].id)).value();
         old_owner_ack = (co_await other.queue.acknowledge(jobs[0].id)).value();
     }());
-    CHECK(touches == 6);
+    CHECK(touches == 15);
     CHECK(claimed_while_touched == 0);
     CHECK(claimed_after == 1);
     CHECK_FALSE(old_owner_touch);
@@ -249,7 +249,7 @@ TEST_CASE(
         co_await a.connected();
         co_await b.connected();
         depth_after = (co_await b.queue.depth()).value();
-        co_await pause_for(400ms);
+        co_await pause_for(1300ms);
         // A claim returns at most a batch; claim until none are left.
         for (auto batch = (co_await b.queue.claim_abandoned()).value(); !batch.empty();
              batch = (co_await b.queue.claim_abandoned()).value()) {
