@@ -297,18 +297,25 @@ namespace {
 
 using State = detail::RedisClientState;
 
+// The next whole answer in the reader's buffer, or nothing when it needs more bytes. Throws
+// std::runtime_error when the bytes are not RESP.
+std::optional<RedisReply> next_reply(redisReader& reader) {
+    void* raw = nullptr;
+    if (redisReaderGetReply(&reader, &raw) != REDIS_OK) {
+        throw std::runtime_error(std::string("protocol error: ") + reader.errstr);
+    }
+    if (raw == nullptr) return std::nullopt;
+    const std::unique_ptr<void, decltype(&freeReplyObject)> owned(raw, &freeReplyObject);
+    return to_reply(*static_cast<const redisReply*>(raw));
+}
+
 // Reads `count` answers during the handshake, before the connection serves commands.
 asio::awaitable<std::vector<RedisReply>> read_answers(Connection& connection, std::size_t count) {
     std::vector<RedisReply> answers;
     std::array<char, 4096> buffer{};
     while (answers.size() < count) {
-        void* raw = nullptr;
-        if (redisReaderGetReply(connection.reader.get(), &raw) != REDIS_OK) {
-            throw std::runtime_error(std::string("protocol error: ") + connection.reader->errstr);
-        }
-        if (raw != nullptr) {
-            answers.push_back(to_reply(*static_cast<redisReply*>(raw)));
-            freeReplyObject(raw);
+        if (auto reply = next_reply(*connection.reader)) {
+            answers.push_back(std::move(*reply));
             continue;
         }
         const auto size =
@@ -389,19 +396,16 @@ asio::awaitable<std::string> read_loop(State& state, Connection& connection) {
         if (error) co_return "read failed: " + error.message();
         redisReaderFeed(connection.reader.get(), buffer.data(), size);
 
-        for (;;) {
-            void* raw = nullptr;
-            if (redisReaderGetReply(connection.reader.get(), &raw) != REDIS_OK) {
-                co_return std::string("protocol error: ") + connection.reader->errstr;
+        try {
+            while (auto reply = next_reply(*connection.reader)) {
+                if (state.awaiting.empty()) co_return "an answer came for no command";
+                const auto pending = std::move(state.awaiting.front());
+                state.awaiting.pop_front();
+                pending->reply = std::move(*reply);
+                pending->done.cancel();
             }
-            if (raw == nullptr) break;
-            auto reply = to_reply(*static_cast<redisReply*>(raw));
-            freeReplyObject(raw);
-            if (state.awaiting.empty()) co_return "an answer came for no command";
-            const auto pending = std::move(state.awaiting.front());
-            state.awaiting.pop_front();
-            pending->reply = std::move(reply);
-            pending->done.cancel();
+        } catch (const std::runtime_error& e) {
+            co_return e.what();
         }
     }
 }

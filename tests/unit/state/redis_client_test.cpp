@@ -2,6 +2,8 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
 #include <map>
 
 #include "redis_test_support.hpp"
@@ -291,4 +293,34 @@ TEST_CASE("redis client: a server that stops answering times out and is reconnec
     }());
     CHECK(timed_out);
     CHECK(after_resume == "PONG");
+}
+
+TEST_CASE("redis client: a peer that does not speak RESP fails the command, no crash", "[state]") {
+    const LogCapture logs;
+    asio::io_context io;
+    // A loopback listener that answers every connection like a confused HTTP server.
+    asio::ip::tcp::acceptor listener(io, {asio::ip::make_address("127.0.0.1"), 0});
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            for (;;) {
+                auto peer = co_await listener.async_accept(asio::use_awaitable);
+                std::array<char, 512> request{};
+                (void)co_await peer.async_read_some(asio::buffer(request), asio::use_awaitable);
+                const std::string answer = "HTTP/1.1 400 Bad Request\r\n\r\n";
+                (void)co_await asio::async_write(peer, asio::buffer(answer), asio::use_awaitable);
+            }
+        },
+        asio::detached);
+
+    const auto url = "redis://127.0.0.1:" + std::to_string(listener.local_endpoint().port());
+    RedisClient redis(io.get_executor(), parse_redis_url(url), quick_options());
+    redis.start();
+    bool refused = false;
+    run_task(io, [&]() -> asio::awaitable<void> {
+        need(co_await redis.wait_connected(5s), "connected");  // TCP only: nothing to log in
+        refused = is_unavailable(co_await redis.command("PING"));
+    }());
+    CHECK(refused);
+    CHECK(logs.count("protocol error") == 1);
 }
