@@ -42,6 +42,8 @@ JobRun to_run(const RedisReply& fields) {
 
 }  // namespace
 
+// TODO: history keys never expire, so Redis memory grows with every run; finished jobs need
+// a retention period (EXPIRE on finish) and the task's run list a cap.
 RedisJobHistory::RedisJobHistory(RedisClient& redis, std::string prefix)
     : redis_(redis), prefix_(std::move(prefix)), log_("state") {}
 

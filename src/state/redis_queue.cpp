@@ -113,6 +113,8 @@ asio::awaitable<RedisResult<std::vector<QueuedJob>>> RedisJobQueue::read_new() {
     co_return jobs;
 }
 
+// TODO: a job that kills every instance running it is claimed again and again forever; its
+// delivery count (XPENDING) should park it as failed after a few tries.
 asio::awaitable<RedisResult<std::vector<QueuedJob>>> RedisJobQueue::claim_abandoned() {
     std::vector<QueuedJob> jobs;
     std::string cursor = "0-0";
