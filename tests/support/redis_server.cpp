@@ -1,10 +1,13 @@
 #include "support/redis_server.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -70,12 +73,15 @@ std::optional<std::filesystem::path> RedisServer::executable() {
 }
 
 RedisServer::RedisServer(RedisServerOptions options)
-    : options_(std::move(options)), dir_(scratch_dir("redis")), port_(free_port()) {
+    : options_(std::move(options)),
+      dir_(scratch_dir("redis")),
+      port_(free_port()),
+      log_path_(dir_ / "redis.log") {
     start();
 }
 
 RedisServer::~RedisServer() {
-    if (process_) {
+    if (running()) {
         resume();
         kill();
     }
@@ -87,7 +93,7 @@ std::string RedisServer::url() const {
 }
 
 void RedisServer::start() {
-    if (process_) return;
+    if (running()) return;
     const auto program = executable();
     if (!program) throw std::runtime_error("redis fixture: redis-server is not installed");
 
@@ -101,15 +107,29 @@ void RedisServer::start() {
                                      "--daemonize",
                                      "no",
                                      "--logfile",
-                                     "",
+                                     log_path_.string(),
                                      "--appendonly",
                                      options_.append_only ? "yes" : "no",
                                      "--save",
                                      options_.rdb_snapshots ? "3600 1 300 100 60 10000" : ""};
-    if (!options_.password.empty()) {
-        argv.insert(argv.end(), {"--requirepass", options_.password});
+    if (!options_.password.empty()) argv.insert(argv.end(), {"--requirepass", options_.password});
+    std::vector<char*> args;
+    for (auto& arg : argv) args.push_back(arg.data());
+    args.push_back(nullptr);
+
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("redis fixture: fork failed");
+    if (pid_ == 0) {
+        // A crashed test must not leave servers behind.
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        const int quiet = ::open("/dev/null", O_RDWR);
+        ::dup2(quiet, 0);
+        ::dup2(quiet, 1);
+        ::dup2(quiet, 2);
+        char* no_environment[] = {nullptr};
+        ::execve(args[0], args.data(), no_environment);
+        ::_exit(127);
     }
-    process_ = std::make_unique<ChildProcess>(std::move(argv), Env{});
     wait_until_ready(std::chrono::seconds(10));
 }
 
@@ -119,40 +139,53 @@ void RedisServer::wait_until_ready(std::chrono::milliseconds limit) {
         // A password-protected server answers NOAUTH; a loading one answers LOADING.
         const auto answer = ping(port_);
         if (answer && (answer->starts_with("+PONG") || answer->starts_with("-NOAUTH"))) return;
-        if (process_->wait_exit(std::chrono::milliseconds(0))) break;
+        if (reap(std::chrono::milliseconds(0))) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    const auto text = log();
-    process_.reset();
+    kill();
     throw std::runtime_error("redis fixture: redis-server did not start on port " +
-                             std::to_string(port_) + ":\n" + text);
+                             std::to_string(port_) + ":\n" + log());
+}
+
+void RedisServer::signal(int number) const {
+    if (running()) ::kill(pid_, number);
+}
+
+bool RedisServer::reap(std::chrono::milliseconds limit) {
+    if (!running()) return true;
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+        if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+            pid_ = -1;
+            return true;
+        }
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
 }
 
 void RedisServer::stop() {
-    if (!process_) return;
+    if (!running()) return;
     resume();
-    process_->signal(SIGTERM);
-    if (!process_->wait_exit(std::chrono::seconds(10))) process_->signal(SIGKILL);
-    process_.reset();
+    signal(SIGTERM);
+    if (!reap(std::chrono::seconds(10))) kill();
 }
 
 void RedisServer::kill() {
-    if (!process_) return;
-    process_->signal(SIGKILL);
-    (void)process_->wait_exit(std::chrono::seconds(10));
-    process_.reset();
+    signal(SIGKILL);
+    (void)reap(std::chrono::seconds(10));
 }
 
-void RedisServer::pause() {
-    if (process_) process_->signal(SIGSTOP);
-}
+void RedisServer::pause() { signal(SIGSTOP); }
 
-void RedisServer::resume() {
-    if (process_) process_->signal(SIGCONT);
-}
+void RedisServer::resume() { signal(SIGCONT); }
 
 std::string RedisServer::log() const {
-    return process_ ? process_->stdout_text() + process_->stderr_text() : std::string{};
+    try {
+        return read_file(log_path_);
+    } catch (const std::exception&) {
+        return {};
+    }
 }
 
 }  // namespace iea::testing

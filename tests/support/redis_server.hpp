@@ -2,11 +2,11 @@
 
 // A real redis-server (Debian's) for tests: started on a free port of 127.0.0.1 in a scratch
 // directory, with the append-only file on and RDB snapshots off, and able to be stopped,
-// killed, paused and started again on the same port and directory.
+// killed, paused and started again on the same port and directory. The server dies with the
+// test process, even when that crashes.
 
 #include <chrono>
 #include <filesystem>
-#include <memory>
 #include <optional>
 #include <string>
 
@@ -37,7 +37,7 @@ class RedisServer final {
     [[nodiscard]] const std::filesystem::path& dir() const { return dir_; }
     /// redis://127.0.0.1:PORT (with the password, when there is one).
     [[nodiscard]] std::string url() const;
-    [[nodiscard]] bool running() const { return process_ != nullptr; }
+    [[nodiscard]] bool running() const { return pid_ > 0; }
 
     /// Stops with SIGTERM (Redis flushes the append-only file) and waits for the exit.
     void stop();
@@ -54,11 +54,15 @@ class RedisServer final {
 
   private:
     void wait_until_ready(std::chrono::milliseconds limit);
+    void signal(int number) const;
+    /// Waits for the server to exit; true when it did within `limit`.
+    bool reap(std::chrono::milliseconds limit);
 
     RedisServerOptions options_;
     std::filesystem::path dir_;
     unsigned short port_ = 0;
-    std::unique_ptr<ChildProcess> process_;
+    std::filesystem::path log_path_;
+    int pid_ = -1;
 };
 
 }  // namespace iea::testing
