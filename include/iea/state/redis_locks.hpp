@@ -1,0 +1,67 @@
+#pragma once
+
+/// Task locks and delivery dedupe kept in Redis, so that several instances share them.
+///
+/// Every call is one round trip on the given client and never blocks the loop. When Redis
+/// cannot be reached the result holds RedisErrc::kUnavailable and nothing is assumed: the
+/// caller answers 503 or pauses. An acquire that failed as unavailable after it was sent may
+/// still have taken the lock on the server; nobody knows its token, so it simply expires
+/// after its TTL.
+
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "iea/logging/log.hpp"
+#include "iea/state/redis_client.hpp"
+
+namespace iea::state {
+
+/// One lock per task id (key `<prefix>lock:<task_id>`), held by whoever knows its owner token
+/// and for at most its TTL unless renewed. Renew and release are atomic compare-and-act Lua
+/// scripts, so a run that outlived its TTL cannot extend or free a lock another run took.
+class RedisTaskLocks final {
+  public:
+    /// Uses `redis`, which must outlive this object.
+    RedisTaskLocks(RedisClient& redis, std::chrono::milliseconds ttl, std::string prefix = "iea:");
+
+    /// Takes the lock of `task_id` (SET NX PX): its fresh random owner token, or nothing when
+    /// another owner holds it.
+    asio::awaitable<RedisResult<std::optional<std::string>>> acquire(std::string task_id);
+    /// Restarts the TTL if `token` still owns the lock; false when the lock was lost.
+    asio::awaitable<RedisResult<bool>> renew(std::string task_id, std::string token);
+    /// Frees the lock if `token` still owns it; false when it did not (it had expired, and
+    /// another run may hold it now).
+    asio::awaitable<RedisResult<bool>> release(std::string task_id, std::string token);
+
+    [[nodiscard]] std::string key(std::string_view task_id) const;
+    [[nodiscard]] std::chrono::milliseconds ttl() const { return ttl_; }
+
+  private:
+    RedisClient& redis_;
+    std::chrono::milliseconds ttl_;
+    std::string prefix_;
+    logging::Logger log_;
+};
+
+/// Remembers deliveries (webhook_id:history_item_id) for `keep_for`, to spot redeliveries
+/// across instances (key `<prefix>delivery:<id>`).
+class RedisDeliveryLog final {
+  public:
+    RedisDeliveryLog(RedisClient& redis,
+                     std::chrono::milliseconds keep_for,
+                     std::string prefix = "iea:");
+
+    /// Records `delivery_id` (SET NX PX); true the first time it is seen within the period.
+    asio::awaitable<RedisResult<bool>> record(std::string delivery_id);
+
+  private:
+    RedisClient& redis_;
+    std::chrono::milliseconds keep_for_;
+    std::string prefix_;
+    logging::Logger log_;
+};
+
+}  // namespace iea::state

@@ -1,0 +1,72 @@
+#include "iea/state/redis_locks.hpp"
+
+#include "redis_support.hpp"
+
+namespace iea::state {
+namespace {
+
+// Both scripts act only when the caller's token still owns the lock, in one atomic step.
+const RedisScript kRenew(
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0");
+const RedisScript kRelease(
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('DEL', KEYS[1]) end return 0");
+
+}  // namespace
+
+RedisTaskLocks::RedisTaskLocks(RedisClient& redis,
+                               std::chrono::milliseconds ttl,
+                               std::string prefix)
+    : redis_(redis), ttl_(ttl), prefix_(std::move(prefix)), log_("state") {}
+
+std::string RedisTaskLocks::key(std::string_view task_id) const {
+    return prefix_ + "lock:" + std::string(task_id);
+}
+
+asio::awaitable<RedisResult<std::optional<std::string>>> RedisTaskLocks::acquire(
+    std::string task_id) {
+    auto token = random_token();
+    const auto lock_key = key(task_id);
+    const auto ttl = ms_text(ttl_);
+    const auto reply = co_await redis_.command("SET", lock_key, token, "NX", "PX", ttl);
+    if (!reply) co_return failed(reply.error());
+
+    if (reply->is_ok()) co_return std::optional<std::string>(std::move(token));
+    if (reply->is_nil()) co_return std::optional<std::string>();
+    co_return failed_reply(log_, "lock acquire", *reply);
+}
+
+asio::awaitable<RedisResult<bool>> RedisTaskLocks::renew(std::string task_id, std::string token) {
+    const auto lock_key = key(task_id);
+    const auto ttl = ms_text(ttl_);
+    const auto reply = co_await redis_.eval(kRenew, 1, lock_key, token, ttl);
+    if (!reply) co_return failed(reply.error());
+    if (!reply->is_integer()) co_return failed_reply(log_, "lock renew", *reply);
+    co_return reply->integer == 1;
+}
+
+asio::awaitable<RedisResult<bool>> RedisTaskLocks::release(std::string task_id, std::string token) {
+    const auto lock_key = key(task_id);
+    const auto reply = co_await redis_.eval(kRelease, 1, lock_key, token);
+    if (!reply) co_return failed(reply.error());
+    if (!reply->is_integer()) co_return failed_reply(log_, "lock release", *reply);
+    co_return reply->integer == 1;
+}
+
+RedisDeliveryLog::RedisDeliveryLog(RedisClient& redis,
+                                   std::chrono::milliseconds keep_for,
+                                   std::string prefix)
+    : redis_(redis), keep_for_(keep_for), prefix_(std::move(prefix)), log_("state") {}
+
+asio::awaitable<RedisResult<bool>> RedisDeliveryLog::record(std::string delivery_id) {
+    const auto delivery_key = prefix_ + "delivery:" + delivery_id;
+    const auto keep_for = ms_text(keep_for_);
+    const auto reply = co_await redis_.command("SET", delivery_key, "1", "NX", "PX", keep_for);
+    if (!reply) co_return failed(reply.error());
+    if (reply->is_ok()) co_return true;
+    if (reply->is_nil()) co_return false;
+    co_return failed_reply(log_, "delivery record", *reply);
+}
+
+}  // namespace iea::state
