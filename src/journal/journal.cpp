@@ -2,7 +2,9 @@
 
 #include <sqlite3.h>
 
+#include <functional>
 #include <mutex>
+#include <type_traits>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -69,6 +71,18 @@ public:
             db_ = nullptr;
             fail("cannot be opened", reason);
         }
+        try {
+            check_and_prepare();
+        } catch (...) {
+            // The destructor does not run for a constructor that throws.
+            sqlite3_close(db_);
+            db_ = nullptr;
+            throw;
+        }
+    }
+
+    /// Refuses what cannot be used, then brings the schema up to date.
+    void check_and_prepare() {
         if (sqlite3_db_readonly(db_, "main") == 1) {
             fail("is not writable", "the file or its folder is read-only for this user");
         }
@@ -93,7 +107,37 @@ public:
     Database& operator=(const Database&) = delete;
 
     asio::thread_pool& thread() { return thread_; }
-    std::mutex& mutex() { return mutex_; }
+    std::recursive_mutex& mutex() { return mutex_; }
+
+    /// Runs `work` (which writes) on the journal thread and returns once it is committed.
+    /// Writes that queue up while a commit is under way share the next one: one fsync for
+    /// all of them, so a webhook's insert never waits behind a line of separate commits.
+    template <typename Work>
+    auto write(Work work) -> asio::awaitable<decltype(work())> {
+        using Result = decltype(work());
+        auto pending = std::make_shared<PendingWrite>();
+        auto result = std::make_shared<std::conditional_t<std::is_void_v<Result>, bool,
+                                                          std::optional<Result>>>();
+        pending->apply = [work = std::move(work), result]() mutable {
+            if constexpr (std::is_void_v<Result>) {
+                work();
+            } else {
+                *result = work();
+            }
+        };
+        {
+            const std::lock_guard lock(queue_mutex_);
+            queue_.push_back(pending);
+        }
+        auto commit = [this]() -> asio::awaitable<void> {
+            commit_queued();
+            co_return;
+        };
+        auto committed = asio::co_spawn(thread_, std::move(commit), asio::use_awaitable);
+        co_await std::move(committed);
+        if (pending->error) std::rethrow_exception(pending->error);
+        if constexpr (!std::is_void_v<Result>) co_return std::move(**result);
+    }
     sqlite3* db() { return db_; }
 
     /// Runs `sql` (several statements allowed); throws JournalError saying `what` on failure.
@@ -173,6 +217,44 @@ public:
     };
 
 private:
+    struct PendingWrite {
+        std::function<void()> apply;
+        std::exception_ptr error;
+    };
+
+    /// On the journal thread: commits every queued write in one transaction. A write whose
+    /// turn comes after an earlier commit took it finds nothing left to do.
+    void commit_queued() {
+        std::vector<std::shared_ptr<PendingWrite>> batch;
+        {
+            const std::lock_guard lock(queue_mutex_);
+            batch.swap(queue_);
+        }
+        if (batch.empty()) return;
+        const std::lock_guard lock(mutex_);
+        try {
+            execute("BEGIN IMMEDIATE", "could not start a transaction");
+            for (auto& pending : batch) {
+                // One failing write (a bad row) must not take the others down with it.
+                execute("SAVEPOINT one_write", "could not start a write");
+                try {
+                    pending->apply();
+                    execute("RELEASE one_write", "could not finish a write");
+                } catch (...) {
+                    pending->error = std::current_exception();
+                    sqlite3_exec(db_, "ROLLBACK TO one_write; RELEASE one_write;", nullptr,
+                                 nullptr, nullptr);
+                }
+            }
+            execute("COMMIT", "could not commit");
+        } catch (...) {
+            sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+            for (auto& pending : batch) {
+                if (!pending->error) pending->error = std::current_exception();
+            }
+        }
+    }
+
     void migrate() {
         const auto found = std::stoi(query_text("PRAGMA user_version", "cannot be read"));
         if (found > kSchemaVersion) {
@@ -194,7 +276,9 @@ private:
 
     std::filesystem::path path_;
     sqlite3* db_ = nullptr;
-    std::mutex mutex_;
+    std::recursive_mutex mutex_;  // the batch holds it while each write takes it again
+    std::mutex queue_mutex_;
+    std::vector<std::shared_ptr<PendingWrite>> queue_;
     asio::thread_pool thread_{1};
 };
 
@@ -273,7 +357,7 @@ asio::awaitable<std::optional<JobId>> Journal::record_job(std::string task_id,
     // Named before the co_await: GCC 12 destroys temporaries inside a co_await twice.
     auto write = [this, task_id = std::move(task_id), delivery_id = std::move(delivery_id),
                   received_at] { return record_job_now(task_id, delivery_id, received_at); };
-    co_return co_await on_journal_thread(database_->thread(), std::move(write));
+    co_return co_await database_->write(std::move(write));
 }
 
 asio::awaitable<void> Journal::record_checkpoint(JobId job, std::string key,
@@ -281,12 +365,12 @@ asio::awaitable<void> Journal::record_checkpoint(JobId job, std::string key,
     auto write = [this, job, key = std::move(key), value = std::move(value)] {
         record_checkpoint_now(job, key, value);
     };
-    co_await on_journal_thread(database_->thread(), std::move(write));
+    co_await database_->write(std::move(write));
 }
 
 asio::awaitable<void> Journal::record_ending(JobId job, std::string state) {
     auto write = [this, job, state = std::move(state)] { record_ending_now(job, state); };
-    co_await on_journal_thread(database_->thread(), std::move(write));
+    co_await database_->write(std::move(write));
 }
 
 std::vector<JobRecord> Journal::take_unfinished_jobs() {

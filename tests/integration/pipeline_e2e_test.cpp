@@ -313,3 +313,24 @@ TEST_CASE("pipeline: with IMAGE_HANDOFF=wavespeed the models get WaveSpeed's cop
     }
     CHECK(uploaded);
 }
+
+TEST_CASE("pipeline: WEBHOOK_ANSWER=when_done answers after the edit, as the original did",
+          "[pipeline]") {
+    Stack stack(Env{{"WEBHOOK_ANSWER", "when_done"}});
+    stack.add_task("w1", kGreekRequest, test_image("banner.png"));
+    stack.tick("w1");
+    CHECK(stack.wait_for_end("w1")["status"]["status"] == "complete");
+    bool answered_done = false;
+    for (int i = 0; i < 100 && !answered_done; ++i) {
+        for (const auto& delivery : stack.sandbox().get("/admin/webhooks")) {
+            if (delivery.at("task_id") == "w1" && delivery.at("status") == 200 &&
+                delivery.at("answer").get<std::string>().find("\"ending\":\"complete\"") !=
+                    std::string::npos) {
+                answered_done = true;
+            }
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    CHECK(answered_done);
+}
+

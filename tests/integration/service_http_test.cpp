@@ -3,6 +3,8 @@
 
 #include <signal.h>
 
+#include <fstream>
+#include <map>
 #include <thread>
 
 #include <boost/asio/connect.hpp>
@@ -240,4 +242,42 @@ TEST_CASE("service: logs are JSON lines and never carry the secret", "[service]"
     }
     CHECK(count >= 3);
     CHECK_THAT(out, Catch::Contains(R"("message":"Webhook accepted","task_id":"task-log")"));
+}
+
+TEST_CASE("service: the task history needs its bearer token and a task id", "[service]") {
+    SECTION("off unless a token is configured") {
+        ServiceProcess service;
+        const auto reply = http_request(service.port(), "GET", "/tasks/abc123");
+        CHECK(reply.status == 403);
+        CHECK_THAT(reply.body, Catch::Contains("HISTORY_API_TOKEN"));
+    }
+    SECTION("with a token") {
+        ServiceProcess service(iea::testing::Env{{"HISTORY_API_TOKEN", "test-history-token-2"}});
+        const std::map<std::string, std::string> bearer = {
+            {"Authorization", "Bearer test-history-token-2"}};
+        CHECK(http_request(service.port(), "GET", "/tasks/abc123").status == 401);
+        CHECK(http_request(service.port(), "GET", "/tasks/abc123", {},
+                           {{"Authorization", "Bearer test-history-token-3"}})
+                  .status == 401);
+        CHECK(http_request(service.port(), "GET", "/tasks/a%2Fb", {}, bearer).status == 400);
+
+        // A tick is in the history at once, before its run has got anywhere.
+        REQUIRE(post_signed(service.port(), tick_body("hist1", "h-hist")).status == 202);
+        const auto reply = http_request(service.port(), "GET", "/tasks/hist1", {}, bearer);
+        REQUIRE(reply.status == 200);
+        const auto history = json::parse(reply.body);
+        CHECK(history.at("task_id") == "hist1");
+        REQUIRE(history.at("runs").size() == 1);
+        CHECK(history.at("runs")[0].at("delivery_id") == "wh-test:h-hist");
+        CHECK(http_request(service.port(), "GET", "/tasks/unknown", {}, bearer).body ==
+              R"({"runs":[],"task_id":"unknown"})");
+    }
+}
+
+TEST_CASE("service: a journal that cannot be used stops the start with the reason", "[service]") {
+    const auto blocker = iea::testing::scratch_dir("journal-refused") / "a-file";
+    std::ofstream(blocker) << "not a folder";
+    CHECK_THROWS_WITH(
+        ServiceProcess(iea::testing::Env{{"JOURNAL_PATH", (blocker / "journal.sqlite3").string()}}),
+        Catch::Contains("the journal") && Catch::Contains("cannot be created"));
 }
