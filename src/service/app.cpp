@@ -18,6 +18,7 @@
 #include "iea/providers/openrouter.hpp"
 #include "iea/providers/wavespeed.hpp"
 #include "iea/service/intake.hpp"
+#include "iea/service/wiring.hpp"
 
 namespace iea::service {
 namespace {
@@ -46,33 +47,16 @@ int run_service(const config::Settings& settings) {
     const logging::Logger log("service");
     asio::io_context io(1);
 
-    // Read the prompts first: a missing guidance file stops the start, not a task.
-    const auto prompts = pipeline::PromptBook::load(settings.config_dir, settings.models);
-
-    // Providers and image intake, shared by every task.
-    http::HttpClient http_client(io.get_executor());
-    providers::ClickUpClient clickup(http_client, providers::ClickUpOptions::from(settings));
-    providers::OpenRouterClient openrouter(http_client,
-                                           providers::OpenRouterOptions::from(settings));
-    providers::WaveSpeedClient wavespeed(http_client, providers::WaveSpeedOptions::from(settings));
-    image::ConversionLimits limits;
-    limits.max_download_bytes = settings.image_max_download_bytes;
-    limits.max_pixels = settings.image_max_pixels;
-    limits.decode_wall_time = settings.image_decode_timeout;
-    limits.max_concurrent_decodes = static_cast<unsigned>(settings.image_max_concurrent_decodes);
-    image::ImageConverter images(io.get_executor(), limits);
-    pipeline::Pipeline runner(io.get_executor(),
-                              {settings, clickup, openrouter, wavespeed, images, prompts});
+    // Providers, image intake, prompts and the pipeline, shared by every task.
+    TaskWiring wiring(io, settings);
+    auto& runner = wiring.pipeline();
 
     locking::TaskLocks locks(settings.lock_ttl, settings.lock_cleanup_interval);
     locking::DeliveryLog deliveries(settings.lock_ttl);
     WebhookIntake intake({settings.clickup_webhook_secret.reveal(), settings.ai_edit_field_id},
                          locks, deliveries, runner);
 
-    http::Router router;
-    add_health_routes(router, locks);
-    router.add(http::Method::post, "/webhook/clickup",
-               [&intake](const http::Request& request) { return intake.handle(request); });
+    auto router = make_router(locks, intake);
 
     http::Server server(io,
                         {settings.bind_address, static_cast<unsigned short>(settings.port),

@@ -11,6 +11,12 @@ namespace iea::service {
 /// Adds GET /health, /health/ and /health/locks.
 void add_health_routes(http::Router& router, const locking::TaskLocks& locks);
 
+class WebhookIntake;
+
+/// Every route the service serves. The OpenAPI test builds its router with this too, so
+/// docs/openapi.yaml is checked against the real list.
+[[nodiscard]] http::Router make_router(const locking::TaskLocks& locks, WebhookIntake& intake);
+
 /// The `/health` body: status, timestamp, service and version.
 [[nodiscard]] nlohmann::json health_body();
 
