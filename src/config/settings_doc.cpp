@@ -62,8 +62,8 @@ std::string render_configuration_markdown() {
                                         : code_or(setting.key, "(environment only)");
         const auto fallback = setting.secret ? std::string("(none; secret)")
                                              : code_or(setting.default_value, "(empty)");
-        page += fmt::format("| `{}` | {} | {} | {} |\n", setting.env, key, fallback,
-                            cell(setting.meaning));
+        page += fmt::format(
+            "| `{}` | {} | {} | {} |\n", setting.env, key, fallback, cell(setting.meaning));
     }
     page += kModels;
     return page;

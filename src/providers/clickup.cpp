@@ -62,8 +62,9 @@ http::ClientRequest json_request(bhttp::verb method, std::string url, const nloh
 // The OpenAPI description types space, folder and list ids as integers in requests: send a
 // numeric id as a number, anything else as given, and let ClickUp judge it.
 nlohmann::json id_value(const std::string& id) {
-    const bool numeric = !id.empty() && id.size() < 19 &&
-                         std::all_of(id.begin(), id.end(), [](char c) { return c >= '0' && c <= '9'; });
+    const bool numeric =
+        !id.empty() && id.size() < 19 &&
+        std::all_of(id.begin(), id.end(), [](char c) { return c >= '0' && c <= '9'; });
     if (!numeric) return id;
     return std::stoll(id);
 }
@@ -313,7 +314,10 @@ boost::asio::awaitable<std::string> ClickUpClient::add_comment(std::string task_
 }
 
 boost::asio::awaitable<CreatedWebhook> ClickUpClient::create_webhook(
-    std::string team_id, std::string endpoint, std::vector<std::string> events, WebhookScope scope) {
+    std::string team_id,
+    std::string endpoint,
+    std::vector<std::string> events,
+    WebhookScope scope) {
     nlohmann::json body{{"endpoint", endpoint}, {"events", events}};
     if (!scope.space_id.empty()) body["space_id"] = id_value(scope.space_id);
     if (!scope.folder_id.empty()) body["folder_id"] = id_value(scope.folder_id);

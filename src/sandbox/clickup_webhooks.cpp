@@ -21,14 +21,35 @@ constexpr std::string_view kAdminPrefix = "/admin/clickup-webhooks/";
 
 // The event names ClickUp documents for webhooks, and "*" for all of them.
 const std::set<std::string, std::less<>>& known_events() {
-    static const std::set<std::string, std::less<>> names = {
-        "*", "taskCreated", "taskUpdated", "taskDeleted", "taskPriorityUpdated",
-        "taskStatusUpdated", "taskAssigneeUpdated", "taskDueDateUpdated", "taskTagUpdated",
-        "taskMoved", "taskCommentPosted", "taskCommentUpdated", "taskTimeEstimateUpdated",
-        "taskTimeTrackedUpdated", "listCreated", "listUpdated", "listDeleted", "folderCreated",
-        "folderUpdated", "folderDeleted", "spaceCreated", "spaceUpdated", "spaceDeleted",
-        "goalCreated", "goalUpdated", "goalDeleted", "keyResultCreated", "keyResultUpdated",
-        "keyResultDeleted"};
+    static const std::set<std::string, std::less<>> names = {"*",
+                                                             "taskCreated",
+                                                             "taskUpdated",
+                                                             "taskDeleted",
+                                                             "taskPriorityUpdated",
+                                                             "taskStatusUpdated",
+                                                             "taskAssigneeUpdated",
+                                                             "taskDueDateUpdated",
+                                                             "taskTagUpdated",
+                                                             "taskMoved",
+                                                             "taskCommentPosted",
+                                                             "taskCommentUpdated",
+                                                             "taskTimeEstimateUpdated",
+                                                             "taskTimeTrackedUpdated",
+                                                             "listCreated",
+                                                             "listUpdated",
+                                                             "listDeleted",
+                                                             "folderCreated",
+                                                             "folderUpdated",
+                                                             "folderDeleted",
+                                                             "spaceCreated",
+                                                             "spaceUpdated",
+                                                             "spaceDeleted",
+                                                             "goalCreated",
+                                                             "goalUpdated",
+                                                             "goalDeleted",
+                                                             "keyResultCreated",
+                                                             "keyResultUpdated",
+                                                             "keyResultDeleted"};
     return names;
 }
 
@@ -101,7 +122,8 @@ void Sandbox::add_clickup_webhook_routes(http::Router& router) {
     router.add_prefix(http::Method::delete_, std::string(kWebhookPrefix), one);
 
     // Admin: read every registered webhook; set one's health as ClickUp would after failures.
-    router.add(http::Method::get, "/admin/clickup-webhooks",
+    router.add(http::Method::get,
+               "/admin/clickup-webhooks",
                [this](const Request&) -> asio::awaitable<Response> {
                    json out = json::array();
                    for (const auto& id : registered_order_) {
@@ -110,7 +132,8 @@ void Sandbox::add_clickup_webhook_routes(http::Router& router) {
                    co_return http::json_response(http::Status::ok, out);
                });
     router.add_prefix(
-        http::Method::post, std::string(kAdminPrefix),
+        http::Method::post,
+        std::string(kAdminPrefix),
         [this](const Request& request) -> asio::awaitable<Response> {
             const auto id = url_decode(http::path_of(request).substr(kAdminPrefix.size()));
             const auto found = registered_webhooks_.find(id);
@@ -129,8 +152,7 @@ void Sandbox::add_clickup_webhook_routes(http::Router& router) {
             }
             found->second.status = status->get<std::string>();
             if (count != body.end()) found->second.fail_count = count->get<int>();
-            co_return http::json_response(http::Status::ok,
-                                          registered_webhook_json(found->second));
+            co_return http::json_response(http::Status::ok, registered_webhook_json(found->second));
         });
 }
 
@@ -181,7 +203,8 @@ Response Sandbox::clickup_team_webhooks(const Request& request) {
     webhook.endpoint = body["endpoint"];
     webhook.events = *events;
     std::uniform_int_distribution<int> pick(0, 35);
-    for (int i = 0; i < 64; ++i) webhook.secret += "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[pick(random_)];
+    for (int i = 0; i < 64; ++i)
+        webhook.secret += "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[pick(random_)];
 
     registered_order_.push_back(webhook.id);
     const auto& stored = registered_webhooks_[webhook.id] = std::move(webhook);
@@ -211,8 +234,8 @@ Response Sandbox::clickup_webhook(const Request& request) {
     const auto body = json::parse(request.body(), nullptr, false);
     if (!body.is_object() || !body.contains("endpoint") || !body["endpoint"].is_string() ||
         !body.contains("events") || !body.contains("status") || !body["status"].is_string()) {
-        return clickup_error(http::Status::bad_request, "Endpoint, events and status required",
-                             "WEBHOOK_001");
+        return clickup_error(
+            http::Status::bad_request, "Endpoint, events and status required", "WEBHOOK_001");
     }
     const auto events = events_of(body["events"]);
     if (!events) return clickup_error(http::Status::bad_request, "Invalid events", "WEBHOOK_002");

@@ -1,13 +1,13 @@
 // `image-edit-agent replay TASK_ID`: one task's pipeline run by hand, for a tick whose
 // webhook never arrived (webhook suspended, service down at the time) or to retry by hand.
 
-#include <chrono>
-#include <exception>
-#include <optional>
+#include <fmt/format.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
-#include <fmt/format.h>
+#include <chrono>
+#include <exception>
+#include <optional>
 
 #include "iea/service/commands.hpp"
 #include "iea/service/wiring.hpp"
@@ -85,7 +85,8 @@ int run_replay_command(const config::Settings& settings,
     TaskWiring wiring(io, settings);
     std::optional<pipeline::Ending> ending;
     std::exception_ptr failure;
-    asio::co_spawn(io, replay(wiring, settings, task_id, tick),
+    asio::co_spawn(io,
+                   replay(wiring, settings, task_id, tick),
                    [&](std::exception_ptr error, std::optional<pipeline::Ending> result) {
                        failure = error;
                        ending = result;

@@ -6,8 +6,9 @@ namespace iea::service {
 http::Router make_router(const locking::TaskLocks& locks, WebhookIntake& intake) {
     http::Router router;
     add_health_routes(router, locks);
-    router.add(http::Method::post, "/webhook/clickup",
-               [&intake](const http::Request& request) { return intake.handle(request); });
+    router.add(http::Method::post, "/webhook/clickup", [&intake](const http::Request& request) {
+        return intake.handle(request);
+    });
     return router;
 }
 

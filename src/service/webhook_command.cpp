@@ -1,14 +1,14 @@
 // `image-edit-agent webhook ...`: the ClickUp webhooks that deliver to this service, managed
 // from a terminal or a cron job instead of hand-written curl calls.
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
 #include <exception>
 #include <optional>
 #include <stdexcept>
-
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
-#include <fmt/format.h>
 
 #include "iea/http/client.hpp"
 #include "iea/providers/clickup.hpp"
@@ -141,7 +141,9 @@ Result with_clickup(const config::Settings& settings, Work work) {
     return std::move(*result);
 }
 
-int create(const config::Settings& settings, const WebhookArguments& args, std::ostream& out,
+int create(const config::Settings& settings,
+           const WebhookArguments& args,
+           std::ostream& out,
            std::ostream& err) {
     const auto chosen = args.endpoint.empty() ? settings.public_url : args.endpoint;
     if (chosen.empty()) {
@@ -152,26 +154,29 @@ int create(const config::Settings& settings, const WebhookArguments& args, std::
     const auto endpoint = webhook_endpoint(chosen);
 
     // Two webhooks to one endpoint would deliver every tick twice, under different ids.
-    const auto existing = with_clickup<std::vector<Webhook>>(settings, [&](auto& clickup) {
-        return clickup.list_webhooks(settings.clickup_team_id);
-    });
+    const auto existing = with_clickup<std::vector<Webhook>>(
+        settings, [&](auto& clickup) { return clickup.list_webhooks(settings.clickup_team_id); });
     for (const auto& webhook : existing) {
         if (without_trailing_slash(webhook.endpoint) == without_trailing_slash(endpoint)) {
             err << fmt::format(
                 "webhook create: webhook {} already delivers to {}; delete it first with "
                 "`image-edit-agent webhook delete {}`, or keep using it\n",
-                webhook.id, endpoint, webhook.id);
+                webhook.id,
+                endpoint,
+                webhook.id);
             return kExitProblem;
         }
     }
 
     const auto created = with_clickup<providers::CreatedWebhook>(settings, [&](auto& clickup) {
-        return clickup.create_webhook(settings.clickup_team_id, endpoint, {"taskUpdated"},
-                                      args.scope);
+        return clickup.create_webhook(
+            settings.clickup_team_id, endpoint, {"taskUpdated"}, args.scope);
     });
     out << fmt::format("Created webhook {}\n  endpoint: {}\n  events:   {}\n  scope:    {}\n",
-                       created.webhook.id, created.webhook.endpoint,
-                       joined(created.webhook.events), scope_text(created.webhook.scope));
+                       created.webhook.id,
+                       created.webhook.endpoint,
+                       joined(created.webhook.events),
+                       scope_text(created.webhook.scope));
     // Shown once, on the operator's terminal, and nowhere else: never logged.
     out << "Put this in the service's environment and restart it; it is not shown again:\n"
         << "CLICKUP_WEBHOOK_SECRET=" << created.secret.reveal() << "\n";
@@ -179,9 +184,8 @@ int create(const config::Settings& settings, const WebhookArguments& args, std::
 }
 
 int list(const config::Settings& settings, std::ostream& out) {
-    const auto webhooks = with_clickup<std::vector<Webhook>>(settings, [&](auto& clickup) {
-        return clickup.list_webhooks(settings.clickup_team_id);
-    });
+    const auto webhooks = with_clickup<std::vector<Webhook>>(
+        settings, [&](auto& clickup) { return clickup.list_webhooks(settings.clickup_team_id); });
     if (webhooks.empty()) {
         out << "No webhooks created with this token in workspace " << settings.clickup_team_id
             << "\n";
@@ -189,14 +193,20 @@ int list(const config::Settings& settings, std::ostream& out) {
     }
     out << fmt::format("{:<38} {:<10} {:>10}  {}\n", "ID", "STATUS", "FAIL_COUNT", "ENDPOINT");
     for (const auto& webhook : webhooks) {
-        out << fmt::format("{:<38} {:<10} {:>10}  {}  (events {}; {})\n", webhook.id,
-                           webhook.status, webhook.fail_count, webhook.endpoint,
-                           joined(webhook.events), scope_text(webhook.scope));
+        out << fmt::format("{:<38} {:<10} {:>10}  {}  (events {}; {})\n",
+                           webhook.id,
+                           webhook.status,
+                           webhook.fail_count,
+                           webhook.endpoint,
+                           joined(webhook.events),
+                           scope_text(webhook.scope));
     }
     return kExitOk;
 }
 
-int remove(const config::Settings& settings, const WebhookArguments& args, std::ostream& out,
+int remove(const config::Settings& settings,
+           const WebhookArguments& args,
+           std::ostream& out,
            std::ostream& err) {
     if (args.positional.size() != 1) {
         err << "webhook delete: give exactly one WEBHOOK_ID (see `webhook list`)\n";
@@ -211,11 +221,12 @@ int remove(const config::Settings& settings, const WebhookArguments& args, std::
     return kExitOk;
 }
 
-int health(const config::Settings& settings, const WebhookArguments& args, std::ostream& out,
+int health(const config::Settings& settings,
+           const WebhookArguments& args,
+           std::ostream& out,
            std::ostream& err) {
-    auto webhooks = with_clickup<std::vector<Webhook>>(settings, [&](auto& clickup) {
-        return clickup.list_webhooks(settings.clickup_team_id);
-    });
+    auto webhooks = with_clickup<std::vector<Webhook>>(
+        settings, [&](auto& clickup) { return clickup.list_webhooks(settings.clickup_team_id); });
     const auto chosen = args.endpoint.empty() ? settings.public_url : args.endpoint;
     if (!chosen.empty()) {
         const auto endpoint = without_trailing_slash(webhook_endpoint(chosen));
@@ -236,19 +247,21 @@ int health(const config::Settings& settings, const WebhookArguments& args, std::
     bool any_unhealthy = false;
     for (const auto& webhook : webhooks) {
         if (healthy(webhook)) {
-            out << fmt::format("ok          {}  {}  active, fail_count 0\n", webhook.id,
-                               webhook.endpoint);
+            out << fmt::format(
+                "ok          {}  {}  active, fail_count 0\n", webhook.id, webhook.endpoint);
             continue;
         }
         any_unhealthy = true;
-        out << fmt::format("UNHEALTHY   {}  {}  {}\n", webhook.id, webhook.endpoint,
-                           why_unhealthy(webhook));
+        out << fmt::format(
+            "UNHEALTHY   {}  {}  {}\n", webhook.id, webhook.endpoint, why_unhealthy(webhook));
         if (!args.reactivate) continue;
         try {
             const auto after = with_clickup<Webhook>(settings, [&](auto& clickup) {
                 return clickup.set_webhook_status(webhook, "active");
             });
-            out << fmt::format("reactivated {}  now {}, fail_count {}\n", after.id, after.status,
+            out << fmt::format("reactivated {}  now {}, fail_count {}\n",
+                               after.id,
+                               after.status,
                                after.fail_count);
         } catch (const providers::ProviderError& error) {
             err << "webhook health: could not reactivate " << webhook.id << ": " << error.what()

@@ -1,9 +1,8 @@
 // `image-edit-agent webhook ...` and `replay` run as an operator would, against the sandbox's
 // ClickUp, OpenRouter and WaveSpeed on 127.0.0.1.
 
-#include <fstream>
-
 #include <catch2/catch.hpp>
+#include <fstream>
 
 #include "support/harness.hpp"
 #include "support/stack.hpp"
@@ -63,9 +62,8 @@ TEST_CASE("webhook create: registers taskUpdated for the endpoint and prints the
     SandboxProcess sandbox;
     const auto env = command_env(sandbox);
 
-    const auto created =
-        run_agent(env, {"webhook", "create", "--endpoint", "https://edit.example.invalid",
-                        "--list", "901"});
+    const auto created = run_agent(
+        env, {"webhook", "create", "--endpoint", "https://edit.example.invalid", "--list", "901"});
     REQUIRE(created.exit_code == 0);
     const auto registered = sandbox.get("/admin/clickup-webhooks");
     REQUIRE(registered.size() == 1);
@@ -126,7 +124,8 @@ TEST_CASE("webhook health: exits non-zero for a failing or suspended webhook and
     CHECK(run_agent(env, {"webhook", "health"}).exit_code == 0);
 
     SECTION("suspended") {
-        sandbox.post("/admin/clickup-webhooks/" + id, {{"status", "suspended"}, {"fail_count", 100}});
+        sandbox.post("/admin/clickup-webhooks/" + id,
+                     {{"status", "suspended"}, {"fail_count", 100}});
         const auto checked = run_agent(env, {"webhook", "health"});
         CHECK(checked.exit_code == 1);
         CHECK(checked.out.find("suspended") != std::string::npos);
@@ -180,10 +179,11 @@ TEST_CASE("replay: runs a ticked task's edit to its end and prints the ending", 
     const auto env = command_env(sandbox);
 
     SECTION("ticked: completed, result attached, box unticked") {
-        sandbox.post("/admin/tasks", {{"id", "t-replay"},
-                                      {"description", "Make the background green"},
-                                      {"ai_edit", true},
-                                      {"attachments", {{{"file", image.string()}}}}});
+        sandbox.post("/admin/tasks",
+                     {{"id", "t-replay"},
+                      {"description", "Make the background green"},
+                      {"ai_edit", true},
+                      {"attachments", {{{"file", image.string()}}}}});
         const auto run = run_agent(env, {"replay", "t-replay"});
         CHECK(run.exit_code == 0);
         CHECK(run.out.find("task t-replay: completed") != std::string::npos);
@@ -193,9 +193,10 @@ TEST_CASE("replay: runs a ticked task's edit to its end and prints the ending", 
         CHECK(task.at("comments").size() == 1);
     }
     SECTION("not ticked: nothing runs, exit 3, and --tick runs it") {
-        sandbox.post("/admin/tasks", {{"id", "t-idle"},
-                                      {"description", "Make the background green"},
-                                      {"attachments", {{{"file", image.string()}}}}});
+        sandbox.post("/admin/tasks",
+                     {{"id", "t-idle"},
+                      {"description", "Make the background green"},
+                      {"attachments", {{{"file", image.string()}}}}});
         const auto refused = run_agent(env, {"replay", "t-idle"});
         CHECK(refused.exit_code == 3);
         CHECK(refused.err.find("not ticked") != std::string::npos);
@@ -206,14 +207,12 @@ TEST_CASE("replay: runs a ticked task's edit to its end and prints the ending", 
         CHECK(sandbox.get("/admin/tasks/t-idle").at("status").at("status") == "complete");
     }
     SECTION("a task without an image ends blocked: exit 1") {
-        sandbox.post("/admin/tasks", {{"id", "t-empty"},
-                                      {"description", "Make the background green"},
-                                      {"ai_edit", true}});
+        sandbox.post(
+            "/admin/tasks",
+            {{"id", "t-empty"}, {"description", "Make the background green"}, {"ai_edit", true}});
         const auto run = run_agent(env, {"replay", "t-empty"});
         CHECK(run.exit_code == 1);
         CHECK(run.out.find("blocked") != std::string::npos);
     }
-    SECTION("no task id: usage error") {
-        CHECK(run_agent(env, {"replay"}).exit_code == 2);
-    }
+    SECTION("no task id: usage error") { CHECK(run_agent(env, {"replay"}).exit_code == 2); }
 }

@@ -414,7 +414,9 @@ TEST_CASE("sandbox: clickup webhook management answers as the API reference says
     SandboxProcess sandbox;
     const std::string team = "/clickup/api/v2/team/9000001/webhook";
     const auto created = sandbox.call(
-        "POST", team, R"({"endpoint":"https://edit.example.invalid/hook","events":"*","space_id":790})",
+        "POST",
+        team,
+        R"({"endpoint":"https://edit.example.invalid/hook","events":"*","space_id":790})",
         kClickUpAuth);
     REQUIRE(created.status == 200);
     const auto answer = json::parse(created.body);
@@ -441,19 +443,21 @@ TEST_CASE("sandbox: clickup webhook management answers as the API reference says
                                           R"({"status":"active"})", kClickUpAuth);
         CHECK(partial.status == 400);
         CHECK(json::parse(partial.body).contains("ECODE"));
-        const auto updated = sandbox.call(
-            "PUT", "/clickup/api/v2/webhook/" + id,
-            R"({"endpoint":"https://edit.example.invalid/hook","events":["taskUpdated"],"status":"active"})",
-            kClickUpAuth);
+        const auto body = json{{"endpoint", "https://edit.example.invalid/hook"},
+                               {"events", {"taskUpdated"}},
+                               {"status", "active"}};
+        const auto updated =
+            sandbox.call("PUT", "/clickup/api/v2/webhook/" + id, body.dump(), kClickUpAuth);
         REQUIRE(updated.status == 200);
         CHECK(json::parse(updated.body).at("webhook").at("health") ==
               json{{"status", "active"}, {"fail_count", 0}});
     }
     SECTION("delete answers {}, then the id is unknown") {
-        const auto removed = sandbox.call("DELETE", "/clickup/api/v2/webhook/" + id, {}, kClickUpAuth);
+        const auto target = "/clickup/api/v2/webhook/" + id;
+        const auto removed = sandbox.call("DELETE", target, {}, kClickUpAuth);
         CHECK(removed.status == 200);
         CHECK(json::parse(removed.body) == json::object());
-        const auto again = sandbox.call("DELETE", "/clickup/api/v2/webhook/" + id, {}, kClickUpAuth);
+        const auto again = sandbox.call("DELETE", target, {}, kClickUpAuth);
         CHECK(again.status == 404);
         CHECK(json::parse(again.body).at("ECODE") == "WEBHOOK_404");
     }

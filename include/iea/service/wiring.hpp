@@ -21,7 +21,7 @@ namespace iea::service {
 /// and `io` must outlive it. Throws config::ConfigError when a prompt file is missing, so a
 /// bad deployment stops at start, not at its first task.
 class TaskWiring final {
-public:
+  public:
     TaskWiring(boost::asio::io_context& io, const config::Settings& settings);
     TaskWiring(const TaskWiring&) = delete;
     TaskWiring& operator=(const TaskWiring&) = delete;
@@ -29,7 +29,7 @@ public:
     [[nodiscard]] pipeline::Pipeline& pipeline() { return pipeline_; }
     [[nodiscard]] providers::ClickUpClient& clickup() { return clickup_; }
 
-private:
+  private:
     pipeline::PromptBook prompts_;
     http::HttpClient http_;
     providers::ClickUpClient clickup_;

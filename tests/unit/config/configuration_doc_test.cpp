@@ -10,8 +10,9 @@ TEST_CASE("configuration doc: docs/configuration.md is what the settings table r
           "[config]") {
     const auto in_tree = iea::testing::read_file(IEA_SOURCE_DIR "/docs/configuration.md");
     const auto rendered = render_configuration_markdown();
-    INFO("docs/configuration.md is stale. Regenerate it from the repository root with:\n"
-         "  build/debug/image-edit-agent settings-doc > docs/configuration.md");
+    INFO(
+        "docs/configuration.md is stale. Regenerate it from the repository root with:\n"
+        "  build/debug/image-edit-agent settings-doc > docs/configuration.md");
     CHECK(in_tree == rendered);
 }
 

@@ -1,8 +1,8 @@
-#include <algorithm>
-#include <set>
-
-#include <catch2/catch.hpp>
 #include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <set>
 
 #include "iea/service/app.hpp"
 #include "iea/service/intake.hpp"
@@ -13,7 +13,7 @@ using Routes = std::set<std::string>;
 
 // Accepts nothing: the router is only described, never called.
 class NoRunner final : public iea::service::TaskRunner {
-public:
+  public:
     void start(iea::service::TaskJob, iea::locking::TaskLocks::Guard) override {}
 };
 
@@ -30,8 +30,9 @@ Routes documented_routes() {
             if (method == "parameters" || method == "summary" || method == "description") {
                 continue;
             }
-            std::transform(method.begin(), method.end(), method.begin(),
-                           [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+            std::transform(method.begin(), method.end(), method.begin(), [](unsigned char c) {
+                return static_cast<char>(std::toupper(c));
+            });
             routes.insert(method + " " + name);
         }
     }
