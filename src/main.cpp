@@ -5,10 +5,14 @@
 #include <string>
 #include <vector>
 
+#include <spdlog/sinks/stdout_sinks.h>
+
 #include "iea/config/settings.hpp"
+#include "iea/config/settings_doc.hpp"
 #include "iea/image/convert_command.hpp"
 #include "iea/logging/log.hpp"
 #include "iea/service/app.hpp"
+#include "iea/service/commands.hpp"
 #include "iea/webhook/signature.hpp"
 
 namespace {
@@ -21,6 +25,16 @@ commands:
   sign           read a webhook body on stdin, print its X-Signature
   convert IN OUT.png [--for-validation]
                  convert an image the way the service prepares attachments
+  settings-doc   print docs/configuration.md, rendered from the settings table
+  webhook create [--endpoint URL] [--space ID] [--folder ID] [--list ID]
+                 register the ClickUp webhook for this service (PUBLIC_URL or --endpoint)
+                 and print the CLICKUP_WEBHOOK_SECRET to set
+  webhook list   the workspace's webhooks with status and fail_count
+  webhook delete WEBHOOK_ID
+  webhook health [--endpoint URL] [--reactivate]
+                 exit 1 when a webhook is failing or suspended; --reactivate turns it back on
+  replay TASK_ID [--tick]
+                 run the edit for one task now, as a tick would, and print how it ended
   --version      print the version
 )";
 
@@ -74,6 +88,25 @@ int check_config(const CommandLine& line) {
     return problems.empty() ? 0 : 1;
 }
 
+// Operator commands print their answers on stdout; their logs go to stderr.
+void log_to_stderr(std::string_view level) {
+    iea::logging::setup(level, std::make_shared<spdlog::sinks::stderr_sink_mt>());
+}
+
+int webhook(const CommandLine& line) {
+    const auto loaded = load_settings(line);
+    log_to_stderr("WARNING");  // a provider's success lines would only clutter the terminal
+    return iea::service::run_webhook_command(loaded.settings, line.arguments, std::cout,
+                                             std::cerr);
+}
+
+int replay(const CommandLine& line) {
+    const auto loaded = load_settings(line);
+    log_to_stderr(loaded.settings.log_level);
+    return iea::service::run_replay_command(loaded.settings, line.arguments, std::cout,
+                                            std::cerr);
+}
+
 int sign() {
     const auto env = iea::config::process_environment();
     const auto secret = env.find("CLICKUP_WEBHOOK_SECRET");
@@ -96,6 +129,12 @@ int main(int argc, char** argv) {
         if (line.command == "check-config") return check_config(line);
         if (line.command == "sign") return sign();
         if (line.command == "convert") return iea::image::run_convert_command(line.arguments);
+        if (line.command == "webhook") return webhook(line);
+        if (line.command == "replay") return replay(line);
+        if (line.command == "settings-doc") {
+            std::cout << iea::config::render_configuration_markdown();
+            return 0;
+        }
         if (line.command == "--version" || line.command == "version") {
             std::cout << "image-edit-agent " << IEA_VERSION << "\n";
             return 0;

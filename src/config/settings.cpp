@@ -69,6 +69,9 @@ const std::vector<Definition>& definitions() {
         {"SHUTDOWN_GRACE_SECONDS", "server.shutdown_grace_seconds", "25",
          "Time given to running work after SIGTERM", Kind::kSeconds, &Settings::shutdown_grace,
          0, 3600},
+        {"PUBLIC_URL", "server.public_url", "",
+         "Public https URL where ClickUp reaches this service; `webhook create` registers "
+         "it (a bare origin gets /webhook/clickup)", Kind::kText, &Settings::public_url},
 
         {"CLICKUP_API_KEY", "", "", "ClickUp API token (environment only)", Kind::kSecret,
          &Settings::clickup_api_key},

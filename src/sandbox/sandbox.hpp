@@ -165,6 +165,22 @@ struct Prediction {
     bool working = false;  ///< libvips edit in flight
 };
 
+/// A webhook registered through the ClickUp webhook API (POST /team/{team_id}/webhook).
+/// Bookkeeping only: deliveries still go to --service-url, signed with --webhook-secret.
+struct RegisteredWebhook {
+    std::string id;
+    std::string team_id;
+    std::string endpoint;
+    json events = json::array();
+    json space_id;  ///< null when not scoped; ids as strings otherwise
+    json folder_id;
+    json list_id;
+    json task_id;
+    std::string status = "active";  ///< active | failing | suspended | inactive
+    int fail_count = 0;
+    std::string secret;
+};
+
 /// A webhook delivery attempt as recorded for GET /admin/webhooks.
 struct Delivery {
     int seq = 0;
@@ -208,9 +224,13 @@ class Sandbox final {
     void add_openrouter_routes(http::Router& router);
     void add_wavespeed_routes(http::Router& router);
     void add_file_routes(http::Router& router);
+    void add_clickup_webhook_routes(http::Router& router);  // clickup_webhooks.cpp
     void add_admin_routes(http::Router& router);
 
     asio::awaitable<Response> clickup_task(const Request& request);
+    Response clickup_team_webhooks(const Request& request);
+    Response clickup_webhook(const Request& request);
+    [[nodiscard]] json registered_webhook_json(const RegisteredWebhook& webhook) const;
     asio::awaitable<Response> openrouter_chat(const Request& request);
     asio::awaitable<Response> wavespeed_submit(const Request& request);
     asio::awaitable<Response> wavespeed_poll(const Request& request);
@@ -262,6 +282,8 @@ class Sandbox final {
     std::vector<FaultRule> faults_;
     std::vector<json> requests_;
     std::vector<Delivery> deliveries_;
+    std::map<std::string, RegisteredWebhook> registered_webhooks_;  ///< by id
+    std::vector<std::string> registered_order_;
     std::string webhook_id_;
     int next_fault_id_ = 1;
     int next_request_seq_ = 1;

@@ -196,6 +196,7 @@ Sandbox::Sandbox(asio::io_context& io, Options options)
     webhook_id_ = uuid();
     std::filesystem::create_directories(options_.data_dir / "files");
     add_clickup_routes(router_);
+    add_clickup_webhook_routes(router_);
     add_openrouter_routes(router_);
     add_wavespeed_routes(router_);
     add_file_routes(router_);
@@ -432,6 +433,8 @@ void Sandbox::reset() {
     faults_.clear();
     requests_.clear();
     deliveries_.clear();
+    registered_webhooks_.clear();
+    registered_order_.clear();
     if (!options_.scenario_file.empty()) {
         std::ifstream in(options_.scenario_file);
         if (!in) throw std::invalid_argument("cannot read scenario file " + options_.scenario_file);

@@ -19,6 +19,7 @@
 #include "iea/providers/openrouter.hpp"
 #include "iea/providers/wavespeed.hpp"
 #include "iea/service/intake.hpp"
+#include "iea/service/wiring.hpp"
 
 namespace iea::service {
 namespace {
@@ -79,10 +80,7 @@ int run_service(const config::Settings& settings) {
     const logging::Logger log("service");
     asio::io_context io(1);
 
-    // Read the prompts first: a missing guidance file stops the start, not a task.
-    const auto prompts = pipeline::PromptBook::load(settings.config_dir, settings.models);
-
-    // The journal next: without it an accepted task could be lost, so the service refuses to
+    // The journal first: without it an accepted task could be lost, so the service refuses to
     // run (the reason goes to the log and to stderr).
     std::unique_ptr<journal::Journal> journal;
     try {
@@ -92,20 +90,9 @@ int run_service(const config::Settings& settings) {
         throw;
     }
 
-    // Providers and image intake, shared by every task.
-    http::HttpClient http_client(io.get_executor());
-    providers::ClickUpClient clickup(http_client, providers::ClickUpOptions::from(settings));
-    providers::OpenRouterClient openrouter(http_client,
-                                           providers::OpenRouterOptions::from(settings));
-    providers::WaveSpeedClient wavespeed(http_client, providers::WaveSpeedOptions::from(settings));
-    image::ConversionLimits limits;
-    limits.max_download_bytes = settings.image_max_download_bytes;
-    limits.max_pixels = settings.image_max_pixels;
-    limits.decode_wall_time = settings.image_decode_timeout;
-    limits.max_concurrent_decodes = static_cast<unsigned>(settings.image_max_concurrent_decodes);
-    image::ImageConverter images(io.get_executor(), limits);
-    pipeline::Pipeline runner(io.get_executor(),
-                              {settings, clickup, openrouter, wavespeed, images, prompts, *journal});
+    // Providers, image intake, prompts and the pipeline, shared by every task.
+    TaskWiring wiring(io, settings, *journal);
+    auto& runner = wiring.pipeline();
 
     locking::TaskLocks locks(settings.lock_ttl, settings.lock_cleanup_interval);
     locking::DeliveryLog deliveries(settings.lock_ttl);
@@ -114,11 +101,7 @@ int run_service(const config::Settings& settings) {
                          locks, deliveries, runner);
     resume_unfinished_jobs(*journal, locks, runner);
 
-    http::Router router;
-    add_health_routes(router, locks);
-    add_history_routes(router, *journal, settings.history_api_token);
-    router.add(http::Method::post, "/webhook/clickup",
-               [&intake](const http::Request& request) { return intake.handle(request); });
+    auto router = make_router(locks, intake, *journal, settings.history_api_token);
 
     http::Server server(io,
                         {settings.bind_address, static_cast<unsigned short>(settings.port),

@@ -409,6 +409,69 @@ TEST_CASE("sandbox: field, status and comment writes answer as the contract says
     }
 }
 
+TEST_CASE("sandbox: clickup webhook management answers as the API reference says",
+          "[sandbox]") {
+    SandboxProcess sandbox;
+    const std::string team = "/clickup/api/v2/team/9000001/webhook";
+    const auto created = sandbox.call(
+        "POST",
+        team,
+        R"({"endpoint":"https://edit.example.invalid/hook","events":"*","space_id":790})",
+        kClickUpAuth);
+    REQUIRE(created.status == 200);
+    const auto answer = json::parse(created.body);
+    const auto& webhook = answer.at("webhook");
+    CHECK(answer.at("id") == webhook.at("id"));
+    CHECK(webhook.at("team_id") == 9000001);
+    CHECK(webhook.at("events") == json::array({"*"}));
+    CHECK(webhook.at("space_id") == "790");
+    CHECK(webhook.at("list_id").is_null());
+    CHECK(webhook.at("health") == json{{"status", "active"}, {"fail_count", 0}});
+    CHECK(webhook.at("secret").get<std::string>().size() == 64);
+    const auto id = webhook.at("id").get<std::string>();
+
+    SECTION("list holds it, only under its own team") {
+        CHECK(json::parse(sandbox.call("GET", team, {}, kClickUpAuth).body).at("webhooks").size() ==
+              1);
+        const auto other = sandbox.call("GET", "/clickup/api/v2/team/42/webhook", {}, kClickUpAuth);
+        CHECK(json::parse(other.body).at("webhooks").empty());
+    }
+    SECTION("update needs endpoint, events and status; active resets fail_count") {
+        sandbox.admin("POST", "/admin/clickup-webhooks/" + id,
+                      {{"status", "suspended"}, {"fail_count", 100}});
+        const auto partial = sandbox.call("PUT", "/clickup/api/v2/webhook/" + id,
+                                          R"({"status":"active"})", kClickUpAuth);
+        CHECK(partial.status == 400);
+        CHECK(json::parse(partial.body).contains("ECODE"));
+        const auto body = json{{"endpoint", "https://edit.example.invalid/hook"},
+                               {"events", {"taskUpdated"}},
+                               {"status", "active"}};
+        const auto updated =
+            sandbox.call("PUT", "/clickup/api/v2/webhook/" + id, body.dump(), kClickUpAuth);
+        REQUIRE(updated.status == 200);
+        CHECK(json::parse(updated.body).at("webhook").at("health") ==
+              json{{"status", "active"}, {"fail_count", 0}});
+    }
+    SECTION("delete answers {}, then the id is unknown") {
+        const auto target = "/clickup/api/v2/webhook/" + id;
+        const auto removed = sandbox.call("DELETE", target, {}, kClickUpAuth);
+        CHECK(removed.status == 200);
+        CHECK(json::parse(removed.body) == json::object());
+        const auto again = sandbox.call("DELETE", target, {}, kClickUpAuth);
+        CHECK(again.status == 404);
+        CHECK(json::parse(again.body).at("ECODE") == "WEBHOOK_404");
+    }
+    SECTION("refusals: no token, no endpoint, unknown event") {
+        CHECK(sandbox.call("GET", team).status == 401);
+        CHECK(sandbox.call("POST", team, R"({"events":["taskUpdated"]})", kClickUpAuth).status ==
+              400);
+        CHECK(sandbox
+                  .call("POST", team, R"({"endpoint":"https://x.invalid","events":["taskEaten"]})",
+                        kClickUpAuth)
+                  .status == 400);
+    }
+}
+
 TEST_CASE("sandbox: openrouter checks the request shape", "[sandbox]") {
     SandboxProcess sandbox;
     const std::string png_url = std::string("data:image/png;base64,") + kPngBase64;

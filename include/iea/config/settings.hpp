@@ -62,6 +62,7 @@ struct Settings {
     std::chrono::milliseconds idle_timeout{};
     int max_connections = 0;
     std::chrono::milliseconds shutdown_grace{};
+    std::string public_url;  ///< Where ClickUp reaches this service; used by `webhook create`.
 
     // clickup
     Secret clickup_api_key;

@@ -1,7 +1,8 @@
 #pragma once
 
 /// Client of the ClickUp API v2 (contracts section 1): read a task, download an attachment,
-/// upload one, untick a checkbox, set the status, comment.
+/// upload one, untick a checkbox, set the status, comment; and manage the webhooks that
+/// deliver to the service (create, list, set status, delete).
 ///
 /// Every method is a coroutine on the HttpClient's executor and throws ProviderError with
 /// provider "clickup" and the method's name as operation. The token goes only to the API
@@ -74,6 +75,37 @@ struct TaskComment {
     std::string text;  ///< comment_text: the plain text.
 };
 
+/// Where a webhook listens. Empty: not narrowed at that level; ClickUp allows one location
+/// per level (space, folder, list, task).
+struct WebhookScope {
+    std::string space_id;
+    std::string folder_id;
+    std::string list_id;
+    std::string task_id;
+};
+
+/// A registered webhook, as GET /team/{team_id}/webhook lists it. The secret is left out:
+/// ClickUp repeats it in every listing, and nothing but `create` needs to show it.
+struct Webhook {
+    std::string id;
+    std::string endpoint;
+    std::vector<std::string> events;
+    std::string status;  ///< health.status: "active", "failing" or "suspended".
+    int fail_count = 0;  ///< health.fail_count: events dropped after five failed deliveries.
+    WebhookScope scope;
+};
+
+/// What POST /team/{team_id}/webhook answers: the webhook and the secret that signs its
+/// deliveries, which the operator puts in CLICKUP_WEBHOOK_SECRET.
+struct CreatedWebhook {
+    Webhook webhook;
+    config::Secret secret;
+};
+
+/// Parses one webhook object; ids given as numbers become text. Throws ProviderError
+/// kMalformedResponse, naming `operation`, when the id is missing.
+[[nodiscard]] Webhook parse_webhook(const nlohmann::json& object, std::string_view operation);
+
 struct ClickUpOptions {
     std::string base_url = "https://api.clickup.com/api/v2";
     config::Secret token;
@@ -126,6 +158,25 @@ class ClickUpClient final {
     /// first), to find out whether a comment of ours was posted before a restart.
     [[nodiscard]] boost::asio::awaitable<std::vector<TaskComment>> get_comments(
         std::string task_id);
+
+    /// POST /team/{team_id}/webhook: a webhook for `endpoint` and `events` within `scope`.
+    /// Not idempotent: retried only when ClickUp provably did not take it.
+    [[nodiscard]] boost::asio::awaitable<CreatedWebhook> create_webhook(
+        std::string team_id,
+        std::string endpoint,
+        std::vector<std::string> events,
+        WebhookScope scope);
+
+    /// GET /team/{team_id}/webhook: the webhooks this token created in the workspace.
+    [[nodiscard]] boost::asio::awaitable<std::vector<Webhook>> list_webhooks(std::string team_id);
+
+    /// PUT /webhook/{id} with the webhook's endpoint and events and the new `status`
+    /// ("active" brings a failing or suspended webhook back). Idempotent.
+    [[nodiscard]] boost::asio::awaitable<Webhook> set_webhook_status(Webhook webhook,
+                                                                     std::string status);
+
+    /// DELETE /webhook/{id}. Idempotent.
+    [[nodiscard]] boost::asio::awaitable<void> delete_webhook(std::string webhook_id);
 
   private:
     [[nodiscard]] boost::asio::awaitable<http::ClientResponse> call_api(std::string_view operation,

@@ -17,6 +17,14 @@ void add_health_routes(http::Router& router, const locking::TaskLocks& locks);
 void add_history_routes(http::Router& router, journal::Journal& journal,
                         const config::Secret& token);
 
+class WebhookIntake;
+
+/// Every route the service serves. The OpenAPI test builds its router with this too, so
+/// docs/openapi.yaml is checked against the real list.
+[[nodiscard]] http::Router make_router(const locking::TaskLocks& locks, WebhookIntake& intake,
+                                       journal::Journal& journal,
+                                       const config::Secret& history_token);
+
 /// The `/health` body: status, timestamp, service and version.
 [[nodiscard]] nlohmann::json health_body();
 

@@ -1,0 +1,17 @@
+#include "iea/service/app.hpp"
+#include "iea/service/intake.hpp"
+
+namespace iea::service {
+
+http::Router make_router(const locking::TaskLocks& locks, WebhookIntake& intake,
+                         journal::Journal& journal, const config::Secret& history_token) {
+    http::Router router;
+    add_health_routes(router, locks);
+    add_history_routes(router, journal, history_token);
+    router.add(http::Method::post, "/webhook/clickup", [&intake](const http::Request& request) {
+        return intake.handle(request);
+    });
+    return router;
+}
+
+}  // namespace iea::service
