@@ -30,7 +30,7 @@ std::string iso_time(std::int64_t ms) {
                        std::chrono::floor<std::chrono::milliseconds>(from_ms(ms)));
 }
 
-// Version 1 had no resume counter and no indexes; version 2 adds them. Each step takes the
+// Version 1 had no resume counters and no indexes; version 2 adds them. Each step takes the
 // schema from the version before it to its own; a new file runs them all.
 constexpr std::string_view kVersion1 = R"(
 CREATE TABLE jobs(
@@ -49,6 +49,8 @@ CREATE TABLE checkpoints(
 )";
 constexpr std::string_view kVersion2 = R"(
 ALTER TABLE jobs ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN stalled_resumes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN checkpoints_seen INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX jobs_by_task ON jobs(task_id);
 CREATE INDEX jobs_by_state ON jobs(state);
 )";
@@ -375,14 +377,24 @@ asio::awaitable<void> Journal::record_ending(JobId job, std::string state) {
 
 std::vector<JobRecord> Journal::take_unfinished_jobs() {
     const std::lock_guard lock(database_->mutex());
-    database_->execute("BEGIN IMMEDIATE; UPDATE jobs SET resumes = resumes + 1 WHERE state = 'running';",
+    // A resume after which the job recorded nothing new is a stalled one: a job that keeps
+    // bringing the service down stalls, a job that was merely interrupted does not.
+    database_->execute(R"(
+        BEGIN IMMEDIATE;
+        UPDATE jobs SET
+            resumes = resumes + 1,
+            stalled_resumes = CASE
+                WHEN (SELECT count(*) FROM checkpoints WHERE job_id = jobs.id) > checkpoints_seen
+                THEN 0 ELSE stalled_resumes + 1 END,
+            checkpoints_seen = (SELECT count(*) FROM checkpoints WHERE job_id = jobs.id)
+        WHERE state = 'running';)",
                        "could not list unfinished jobs");
     std::vector<JobRecord> jobs;
     try {
         Database::Statement select(
             *database_,
-            "SELECT id, task_id, delivery_id, received_at_ms, state, resumes FROM jobs "
-            "WHERE state = 'running' ORDER BY id",
+            "SELECT id, task_id, delivery_id, received_at_ms, state, resumes, stalled_resumes "
+            "FROM jobs WHERE state = 'running' ORDER BY id",
             "could not list unfinished jobs");
         while (select.step()) {
             JobRecord job;
@@ -392,6 +404,7 @@ std::vector<JobRecord> Journal::take_unfinished_jobs() {
             job.received_at = from_ms(select.number(3));
             job.state = select.text(4);
             job.resumes = static_cast<int>(select.number(5));
+            job.stalled_resumes = static_cast<int>(select.number(6));
             jobs.push_back(std::move(job));
         }
         for (auto& job : jobs) {

@@ -130,7 +130,8 @@ public:
             service::TaskJob job,
             locking::TaskLocks::Guard* lock,
             const std::vector<std::pair<std::string, nlohmann::json>>& recorded,
-            int resumes)
+            int resumes,
+            int stalled_resumes)
         : pipeline_(pipeline),
           lock_(lock),
           deps_(pipeline.deps_),
@@ -138,7 +139,8 @@ public:
           job_(std::move(job)),
           log_(logging::Logger("pipeline").with({{"task_id", job_.task_id},
                                                  {"run_id", job_.run_id}})),
-          resumes_(resumes) {
+          resumes_(resumes),
+          stalled_resumes_(stalled_resumes) {
         for (const auto& [key, value] : recorded) recorded_[key] = value;
     }
 
@@ -222,6 +224,7 @@ private:
     service::TaskJob job_;
     logging::Logger log_;
     int resumes_ = 0;
+    int stalled_resumes_ = 0;
     std::map<std::string, nlohmann::json> recorded_;  // checkpoints by key
 
     providers::Task task_;
@@ -267,11 +270,12 @@ asio::awaitable<Ending> TaskRun::run() {
 
 asio::awaitable<TaskRun::Outcome> TaskRun::race_the_deadline() {
     using namespace asio::experimental::awaitable_operators;
-    if (resumes_ > kMaxResumes && !recorded_.contains("decision")) {
+    if (stalled_resumes_ > kMaxStalledResumes && !recorded_.contains("decision")) {
         co_return Outcome{Ending::kBlocked,
-                          fmt::format("the edit service restarted {} times while working on this "
-                                      "edit, so it was stopped.",
-                                      resumes_)};
+                          fmt::format("the edit service restarted {} times in a row while working "
+                                      "on this edit without getting any further, so it was "
+                                      "stopped.",
+                                      stalled_resumes_)};
     }
 
     // The deadline races the steps. `||` waits for the first branch that succeeds, so the
@@ -1140,12 +1144,12 @@ asio::awaitable<service::Admission> Pipeline::admit(service::TaskJob job,
         co_return admission;
     }
     if (!wait_for_end) {
-        spawn(std::move(job), std::move(lock), {}, 0);
+        spawn(std::move(job), std::move(lock), {}, 0, 0);
         co_return admission;
     }
     ++in_flight_;
     const std::vector<std::pair<std::string, nlohmann::json>> nothing_recorded;
-    TaskRun task_run(*this, std::move(job), &lock, nothing_recorded, 0);
+    TaskRun task_run(*this, std::move(job), &lock, nothing_recorded, 0, 0);
     const auto ending = co_await task_run.run();
     --in_flight_;
     admission.ending = std::string(to_string(ending));
@@ -1154,7 +1158,8 @@ asio::awaitable<service::Admission> Pipeline::admit(service::TaskJob job,
 
 void Pipeline::resume(journal::JobRecord job, locking::TaskLocks::Guard lock) {
     service::TaskJob task_job{job.task_id, job.delivery_id, job.received_at, job.id};
-    spawn(std::move(task_job), std::move(lock), std::move(job.checkpoints), job.resumes);
+    spawn(std::move(task_job), std::move(lock), std::move(job.checkpoints), job.resumes,
+          job.stalled_resumes);
 }
 
 asio::awaitable<Ending> Pipeline::run(service::TaskJob job) {
@@ -1168,7 +1173,7 @@ asio::awaitable<Ending> Pipeline::run(service::TaskJob job) {
     if (!run_id) throw std::runtime_error("this delivery is already in the journal");
     job.run_id = *run_id;
     const std::vector<std::pair<std::string, nlohmann::json>> nothing_recorded;
-    TaskRun task_run(*this, std::move(job), nullptr, nothing_recorded, 0);
+    TaskRun task_run(*this, std::move(job), nullptr, nothing_recorded, 0, 0);
     co_return co_await task_run.run();
 }
 
@@ -1180,13 +1185,14 @@ void Pipeline::stop() {
 }
 
 void Pipeline::spawn(service::TaskJob job, locking::TaskLocks::Guard lock,
-                     std::vector<std::pair<std::string, nlohmann::json>> recorded, int resumes) {
+                     std::vector<std::pair<std::string, nlohmann::json>> recorded, int resumes,
+                     int stalled_resumes) {
     ++in_flight_;
     asio::co_spawn(
         executor_,
         [this, job = std::move(job), lock = std::move(lock), recorded = std::move(recorded),
-         resumes]() mutable -> asio::awaitable<void> {
-            TaskRun task_run(*this, std::move(job), &lock, recorded, resumes);
+         resumes, stalled_resumes]() mutable -> asio::awaitable<void> {
+            TaskRun task_run(*this, std::move(job), &lock, recorded, resumes, stalled_resumes);
             (void)co_await task_run.run();
             // The lock goes when this coroutine ends, after every write to the task.
         },

@@ -43,7 +43,8 @@ struct JobRecord {
     std::string delivery_id;
     SystemClock::time_point received_at;
     std::string state;  ///< kRunning or a terminal state
-    int resumes = 0;    ///< Times a restart picked this job up again.
+    int resumes = 0;          ///< Times a restart picked this job up again.
+    int stalled_resumes = 0;  ///< Of those, the latest ones in a row with no step recorded between.
     std::vector<std::pair<std::string, nlohmann::json>> checkpoints;
 };
 

@@ -45,9 +45,9 @@ enum class Ending { kCompleted, kNeedsReview, kBlocked, kStopped, kInterrupted }
 /// The journal's name of an ending ("complete", "needs_review", "blocked", "stopped").
 [[nodiscard]] std::string_view to_string(Ending ending);
 
-/// A restart that comes back to the same job this many times ends it blocked: something in
-/// the job itself keeps bringing the service down.
-inline constexpr int kMaxResumes = 5;
+/// A job resumed this many times in a row without recording a single new step ends blocked:
+/// something in the job itself keeps bringing the service down.
+inline constexpr int kMaxStalledResumes = 5;
 
 /// Runs accepted tasks, each as its own coroutine on `executor`, under the global limits on
 /// enhancement and validation calls. Single-threaded: use from the executor's thread.
@@ -86,7 +86,8 @@ private:
     AsyncSemaphore validation_slots_;
     std::vector<std::string> model_priority_;
     void spawn(service::TaskJob job, locking::TaskLocks::Guard lock,
-               std::vector<std::pair<std::string, nlohmann::json>> recorded, int resumes);
+               std::vector<std::pair<std::string, nlohmann::json>> recorded, int resumes,
+               int stalled_resumes);
 
     std::size_t in_flight_ = 0;
     bool pausing_ = false;

@@ -87,8 +87,15 @@ TEST_CASE("Unfinished jobs come back with their checkpoints, in the order writte
     CHECK(job.checkpoints[2].first == "prompt/1/m");
     CHECK(job.checkpoints[2].second.at("prompt") == "second");
 
-    // Each take counts one more resume, so a job that keeps crashing the service is seen.
-    CHECK(journal->take_unfinished_jobs().front().resumes == 2);
+    // Each take counts one more resume; one with no new step since the last is a stalled
+    // one, so a job that keeps crashing the service is seen.
+    auto again = journal->take_unfinished_jobs();
+    CHECK(again.front().resumes == 2);
+    CHECK(again.front().stalled_resumes == 1);
+    journal->record_checkpoint_now(again.front().id, "verdict/1/m", {{"score", 9}});
+    const auto progressed = journal->take_unfinished_jobs();
+    CHECK(progressed.front().resumes == 3);
+    CHECK(progressed.front().stalled_resumes == 0);
 }
 
 TEST_CASE("A task's history lists its runs newest first, with attempts lifted out") {
