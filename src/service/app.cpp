@@ -12,12 +12,14 @@
 #include "iea/http/client.hpp"
 #include "iea/image/converter.hpp"
 #include "iea/logging/log.hpp"
+#include "iea/metrics/metrics.hpp"
 #include "iea/pipeline/pipeline.hpp"
 #include "iea/pipeline/prompts.hpp"
 #include "iea/providers/clickup.hpp"
 #include "iea/providers/openrouter.hpp"
 #include "iea/providers/wavespeed.hpp"
 #include "iea/service/intake.hpp"
+#include "iea/service/readiness.hpp"
 
 namespace iea::service {
 namespace {
@@ -27,6 +29,7 @@ constexpr auto kAsTuple = asio::as_tuple(asio::use_awaitable);
 constexpr auto kLockSweepPeriod = std::chrono::seconds(60);
 // After the grace period, the time interrupted tasks get to write "blocked" on their task.
 constexpr auto kReportGrace = std::chrono::seconds(10);
+constexpr std::string_view kWebhookPath = "/webhook/clickup";
 
 asio::awaitable<void> sweep_stale_locks(locking::TaskLocks& locks) {
     static const logging::Logger log("locking");
@@ -69,9 +72,25 @@ int run_service(const config::Settings& settings) {
     WebhookIntake intake({settings.clickup_webhook_secret.reveal(), settings.ai_edit_field_id},
                          locks, deliveries, runner);
 
+    // Readiness and the gauges others own, read when asked.
+    Readiness readiness;
+    readiness.add_check("configuration", [&settings]() -> std::optional<std::string> {
+        const auto problems = config::problems_for_serving(settings);
+        if (problems.empty()) return std::nullopt;
+        return problems.front();
+    });
+    const auto locks_reading = metrics::read_at_scrape(metrics::Reading::kLocksHeld, [&locks] {
+        return static_cast<double>(locks.stats().total_locks);
+    });
+    const auto tasks_reading = metrics::read_at_scrape(metrics::Reading::kTasksInFlight, [&runner] {
+        return static_cast<double>(runner.in_flight());
+    });
+
     http::Router router;
     add_health_routes(router, locks);
-    router.add(http::Method::post, "/webhook/clickup",
+    add_readiness_route(router, readiness);
+    add_metrics_route(router);
+    router.add(http::Method::post, std::string(kWebhookPath),
                [&intake](const http::Request& request) { return intake.handle(request); });
 
     http::Server server(io,
@@ -79,6 +98,9 @@ int run_service(const config::Settings& settings) {
                          settings.max_body_bytes, settings.header_timeout, settings.idle_timeout,
                          static_cast<std::size_t>(settings.max_connections)},
                         std::move(router));
+    server.observe_answers([](std::string_view route, unsigned, metrics::Duration elapsed) {
+        if (route == kWebhookPath) metrics::webhook_answer_took(elapsed);
+    });
     server.start();
     log.info("Service listening", {{"address", settings.bind_address},
                                    {"port", server.port()},
@@ -90,6 +112,7 @@ int run_service(const config::Settings& settings) {
     asio::signal_set signals(io, SIGTERM, SIGINT);
     signals.async_wait([&](const boost::system::error_code& ec, int signal_number) {
         if (ec) return;
+        readiness.set_shutting_down();
         log.info("Shutdown requested",
                  {{"signal", signal_number}, {"tasks_running", runner.in_flight()}});
         server.stop();

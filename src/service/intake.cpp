@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "iea/metrics/metrics.hpp"
 #include "iea/webhook/event.hpp"
 #include "iea/webhook/signature.hpp"
 
@@ -42,6 +43,7 @@ boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request
         webhook::verify_signature(options_.webhook_secret, request.body(), signature);
     if (outcome != webhook::Verification::kValid) {
         note_rejected_signature(verification_problem(outcome));
+        metrics::webhook_answered(metrics::WebhookOutcome::kRejectedSignature);
         // Forged webhooks can flood: the answer is prepared once.
         static const auto rejected =
             http::error_response(http::Status::unauthorized, "invalid signature");
@@ -54,6 +56,7 @@ boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request
     for (auto& c : signature_key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (deliveries_.knows_body(signature_key)) {
         log_.debug("Webhook redelivered", {{"bytes", request.body().size()}});
+        metrics::webhook_answered(metrics::WebhookOutcome::kAlreadyProcessing);
         static const auto repeated = http::json_response(
             http::Status::ok,
             {{"status", "already_processing"}, {"message", "this delivery was already received"}});
@@ -64,6 +67,7 @@ boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request
     const auto parsed = webhook::parse_event(request.body());
     if (!parsed.event) {
         log_.warning("Webhook rejected", {{"reason", parsed.error}});
+        metrics::webhook_answered(metrics::WebhookOutcome::kBadRequest);
         co_return answer(http::Status::bad_request, "failed", {}, "error", parsed.error);
     }
     const auto& event = *parsed.event;
@@ -72,6 +76,7 @@ boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request
     const auto trigger = webhook::classify(event, options_.ai_edit_field_id);
     if (!trigger.start) {
         log_.debug("Webhook ignored", {{"task_id", event.task_id}, {"reason", trigger.reason}});
+        metrics::webhook_answered(metrics::WebhookOutcome::kIgnored);
         co_return answer(http::Status::ok, "ignored", event.task_id, "reason", trigger.reason);
     }
 
@@ -81,6 +86,7 @@ boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request
         // ClickUp retries can arrive in bursts; they are normal, so they stay out of info logs.
         log_.debug("Webhook redelivered",
                   {{"task_id", event.task_id}, {"delivery_id", trigger.delivery_id}});
+        metrics::webhook_answered(metrics::WebhookOutcome::kAlreadyProcessing);
         co_return answer(http::Status::ok, "already_processing", event.task_id, "message",
                          "this delivery was already received");
     }
@@ -89,6 +95,7 @@ boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request
     auto lock = locks_.try_acquire(event.task_id);
     if (!lock) {
         log_.info("Task already processing", {{"task_id", event.task_id}});
+        metrics::webhook_answered(metrics::WebhookOutcome::kAlreadyProcessing);
         co_return answer(http::Status::ok, "already_processing", event.task_id, "message",
                          "an edit of this task is already running");
     }
@@ -98,6 +105,7 @@ boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request
                {"bytes", request.body().size()}});
     runner_.start({event.task_id, trigger.delivery_id, std::chrono::system_clock::now()},
                   std::move(*lock));
+    metrics::webhook_answered(metrics::WebhookOutcome::kAccepted);
     co_return answer(http::Status::accepted, "accepted", event.task_id, "message",
                      "edit queued");
 }

@@ -11,6 +11,9 @@ namespace iea::service {
 /// Adds GET /health, /health/ and /health/locks.
 void add_health_routes(http::Router& router, const locking::TaskLocks& locks);
 
+/// Adds GET /metrics: every metric in the Prometheus text format.
+void add_metrics_route(http::Router& router);
+
 /// The `/health` body: status, timestamp, service and version.
 [[nodiscard]] nlohmann::json health_body();
 
