@@ -13,6 +13,7 @@
 
 #include "iea/image/format.hpp"
 #include "iea/logging/log.hpp"
+#include "iea/metrics/metrics.hpp"
 #include "iea/pipeline/report.hpp"
 #include "iea/pipeline/verdict.hpp"
 #include "iea/providers/errors.hpp"
@@ -299,6 +300,7 @@ asio::awaitable<Ending> TaskRun::steps() {
 }
 
 asio::awaitable<bool> TaskRun::check_task() {
+    const metrics::StepTimer timing(metrics::Step::kCheckTask);
     task_ = co_await deps_.clickup.get_task(job_.task_id);
     if (!task_.is_checked(settings_.ai_edit_field_id)) {
         // Unticked since the webhook: the person changed their mind; nothing to write.
@@ -315,6 +317,7 @@ asio::awaitable<bool> TaskRun::check_task() {
 }
 
 asio::awaitable<void> TaskRun::prepare_image() {
+    const metrics::StepTimer timing(metrics::Step::kPrepareImage);
     const auto candidates = input_candidates(task_.attachments);
     if (candidates.empty()) {
         throw Blocked("the task has no image attached. Attach the image to edit to the task.");
@@ -461,6 +464,7 @@ asio::awaitable<TaskRun::Candidate> TaskRun::enhance_and_generate(const config::
 }
 
 asio::awaitable<std::string> TaskRun::enhance(const config::ImageModel& model, const Round& round) {
+    const metrics::StepTimer timing(metrics::Step::kEnhance);
     const auto feedback = round.feedback->find(model.name);
     providers::ChatRequest request;
     request.system = deps_.prompts.enhancement_system(model.name);
@@ -486,6 +490,7 @@ asio::awaitable<std::string> TaskRun::enhance(const config::ImageModel& model, c
 asio::awaitable<TaskRun::Candidate> TaskRun::generate(const config::ImageModel& model,
                                                       std::string prompt,
                                                       const Round& round) {
+    const metrics::StepTimer timing(metrics::Step::kGenerate);
     const int iteration = round.iteration;
     const auto started = Clock::now();
     auto input = model.extra_input.is_object() ? model.extra_input : nlohmann::json::object();
@@ -525,6 +530,7 @@ asio::awaitable<TaskRun::Candidate> TaskRun::generate(const config::ImageModel& 
 }
 
 asio::awaitable<void> TaskRun::validate(Candidate& candidate, const Round& round) {
+    const metrics::StepTimer timing(metrics::Step::kValidate);
     auto& attempt = candidate.attempt;
     const auto started = Clock::now();
     try {
@@ -667,6 +673,7 @@ asio::awaitable<bool> TaskRun::write_to_task(std::string_view operation,
 }
 
 asio::awaitable<void> TaskRun::finish_completed(const Candidate& winner, int iteration) {
+    const metrics::StepTimer timing(metrics::Step::kWrite);
     // Step 8, success: upload, untick, status, comment, in that order. Until the upload
     // succeeds nothing is delivered and a failure blocks the task; after it, the result is on
     // the task, so a failing write is logged and the writes after it still happen.
@@ -686,6 +693,7 @@ asio::awaitable<void> TaskRun::finish_completed(const Candidate& winner, int ite
 }
 
 asio::awaitable<void> TaskRun::finish_review(int iterations_used) {
+    const metrics::StepTimer timing(metrics::Step::kWrite);
     const Attempt* best = best_attempt(attempts_, pipeline_.model_priority_);
     std::string best_file;
     if (best != nullptr) {
@@ -710,6 +718,7 @@ asio::awaitable<void> TaskRun::finish_review(int iterations_used) {
 }
 
 asio::awaitable<void> TaskRun::finish_blocked(const std::string& reason, Fault fault) {
+    const metrics::StepTimer timing(metrics::Step::kWrite);
     log_.error("Task blocked", {{"status", settings_.status_blocked}, {"reason", reason}});
     co_await end_task(settings_.status_blocked, blocked_comment(reason, fault));
 }
@@ -751,13 +760,31 @@ void Pipeline::stop() {
     stop_signal_.cancel();
 }
 
+namespace {
+
+metrics::TaskState to_task_state(Ending ending) {
+    switch (ending) {
+        case Ending::kCompleted:
+            return metrics::TaskState::kComplete;
+        case Ending::kNeedsReview:
+            return metrics::TaskState::kNeedsReview;
+        case Ending::kBlocked:
+            return metrics::TaskState::kBlocked;
+        case Ending::kStopped:
+            break;
+    }
+    return metrics::TaskState::kStopped;
+}
+
+}  // namespace
+
 void Pipeline::start(service::TaskJob job, locking::TaskLocks::Guard lock) {
     ++in_flight_;
     asio::co_spawn(
         executor_,
         [this, job = std::move(job), lock = std::move(lock)]() mutable -> asio::awaitable<void> {
             TaskRun task_run(*this, std::move(job), &lock);
-            (void)co_await task_run.run();
+            metrics::task_finished(to_task_state(co_await task_run.run()));
             // The lock goes when this coroutine ends, after every write to the task.
         },
         [this](std::exception_ptr) { --in_flight_; });
