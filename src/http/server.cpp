@@ -58,12 +58,18 @@ void Router::add_prefix(Method method, std::string prefix, Handler handler) {
     routes_.push_back({method, std::move(prefix), true, std::move(handler)});
 }
 
+namespace {
+
+bool serves(std::string_view route_path, bool prefix, std::string_view path) {
+    return prefix ? path.starts_with(route_path) && path.size() > route_path.size()
+                  : path == route_path;
+}
+
+}  // namespace
+
 asio::awaitable<Response> Router::route(const Request& request) const {
     const auto path = path_of(request);
-    const auto matches = [&](const Route& route) {
-        return route.prefix ? path.starts_with(route.path) && path.size() > route.path.size()
-                            : path == route.path;
-    };
+    const auto matches = [&](const Route& route) { return serves(route.path, route.prefix, path); };
 
     std::string allowed;
     for (const auto& route : routes_) {
@@ -77,6 +83,14 @@ asio::awaitable<Response> Router::route(const Request& request) const {
     auto response = error_response(Status::method_not_allowed, "method not allowed");
     response.set(bhttp::field::allow, allowed);
     co_return response;
+}
+
+std::string_view Router::matched_route(const Request& request) const {
+    const auto path = path_of(request);
+    for (const auto& route : routes_) {
+        if (serves(route.path, route.prefix, path)) return route.path;
+    }
+    return {};
 }
 
 std::vector<std::string> Router::describe() const {
@@ -110,6 +124,8 @@ void Server::start() {
 }
 
 unsigned short Server::port() const { return acceptor_.local_endpoint().port(); }
+
+void Server::observe_answers(AnswerObserver observer) { answer_observer_ = std::move(observer); }
 
 std::size_t Server::active_connections() const {
     return static_cast<std::size_t>(
@@ -214,6 +230,8 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection) {
         parser.body_limit(options_.max_body_bytes);
         auto [read_ec, read_bytes] = co_await bhttp::async_read(stream, buffer, parser, kAsTuple);
 
+        const auto read_done = std::chrono::steady_clock::now();
+        std::string_view route;  // stays empty for a request that could not be read
         Response response;
         bool keep_alive = false;
         bool linger = true;  // an unread request body is left: drain it before closing
@@ -232,6 +250,7 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection) {
             break;
         } else {
             const Request& request = parser.get();
+            route = router_.matched_route(request);
             bool failed = false;
             try {
                 response = co_await router_.route(request);
@@ -251,6 +270,10 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection) {
         response.prepare_payload();
         stream.expires_after(options_.request_timeout);
         auto [write_ec, written] = co_await bhttp::async_write(stream, response, kAsTuple);
+        if (answer_observer_ && !route.empty()) {
+            const auto elapsed = std::chrono::steady_clock::now() - read_done;
+            answer_observer_(route, response.result_int(), elapsed);
+        }
         if (!write_ec && linger) co_await discard_rest(stream);
         if (write_ec || !keep_alive) break;
     }

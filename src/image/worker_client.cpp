@@ -13,6 +13,7 @@
 #include <system_error>
 #include <vector>
 
+#include "iea/metrics/metrics.hpp"
 #include "image/worker_protocol.hpp"
 
 extern char** environ;
@@ -190,6 +191,7 @@ std::filesystem::path worker_path(const ConversionLimits& limits) {
 }
 
 WorkerReply run_in_worker(const WorkerRequest& request, const ConversionLimits& limits) {
+    const metrics::DecodeInProgress decoding;
     const auto deadline = Clock::now() + limits.decode_wall_time;
 
     // One socket pair carries both directions; send() with MSG_NOSIGNAL keeps a child that dies

@@ -51,10 +51,14 @@ constexpr std::string_view kVersion2 = R"(
 ALTER TABLE jobs ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN stalled_resumes INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN checkpoints_seen INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN resumed_at_ms INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX jobs_by_task ON jobs(task_id);
 CREATE INDEX jobs_by_state ON jobs(state);
 )";
 constexpr std::string_view kMigrations[] = {kVersion1, kVersion2};
+
+// Time a resumed job gets to record a new step before a restart counts against it.
+constexpr std::chrono::milliseconds kCatchUpTime{30000};
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
 }  // namespace
@@ -377,17 +381,24 @@ asio::awaitable<void> Journal::record_ending(JobId job, std::string state) {
 
 std::vector<JobRecord> Journal::take_unfinished_jobs() {
     const std::lock_guard lock(database_->mutex());
-    // A resume after which the job recorded nothing new is a stalled one: a job that keeps
-    // bringing the service down stalls, a job that was merely interrupted does not.
-    database_->execute(R"(
+    // A resume after which the job recorded nothing new, though it had a while to, is a
+    // stalled one: a job that keeps bringing the service down stalls; a job that was merely
+    // interrupted, or restarted again before it could catch up, does not.
+    const auto now = to_ms(SystemClock::now());
+    database_->execute(fmt::format(R"(
         BEGIN IMMEDIATE;
         UPDATE jobs SET
             resumes = resumes + 1,
             stalled_resumes = CASE
                 WHEN (SELECT count(*) FROM checkpoints WHERE job_id = jobs.id) > checkpoints_seen
-                THEN 0 ELSE stalled_resumes + 1 END,
-            checkpoints_seen = (SELECT count(*) FROM checkpoints WHERE job_id = jobs.id)
+                    THEN 0
+                WHEN {now} - resumed_at_ms < {catch_up} THEN stalled_resumes
+                ELSE stalled_resumes + 1 END,
+            checkpoints_seen = (SELECT count(*) FROM checkpoints WHERE job_id = jobs.id),
+            resumed_at_ms = {now}
         WHERE state = 'running';)",
+                                   fmt::arg("now", now),
+                                   fmt::arg("catch_up", kCatchUpTime.count())),
                        "could not list unfinished jobs");
     std::vector<JobRecord> jobs;
     try {

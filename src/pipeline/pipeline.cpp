@@ -13,6 +13,7 @@
 
 #include "iea/image/format.hpp"
 #include "iea/logging/log.hpp"
+#include "iea/metrics/metrics.hpp"
 #include "iea/pipeline/report.hpp"
 #include "iea/pipeline/verdict.hpp"
 #include "iea/providers/errors.hpp"
@@ -361,6 +362,7 @@ asio::awaitable<Ending> TaskRun::steps() {
 }
 
 asio::awaitable<bool> TaskRun::check_task() {
+    const metrics::StepTimer timing(metrics::Step::kCheckTask);
     if (const auto* known = reuse("task")) {
         // Resumed: the request and attachments are the ones the run started with, but the box
         // is looked at again, since the person may have unticked it meanwhile.
@@ -407,6 +409,7 @@ asio::awaitable<bool> TaskRun::check_task() {
 }
 
 asio::awaitable<void> TaskRun::prepare_image() {
+    const metrics::StepTimer timing(metrics::Step::kPrepareImage);
     const auto file_name = fmt::format("{}{}.png", kSourcePrefix, job_.task_id);
     if (const auto* known = reuse("image")) {
         // Resumed: the prepared PNG is fetched back from where the models fetch it.
@@ -588,6 +591,7 @@ asio::awaitable<TaskRun::Candidate> TaskRun::enhance_and_generate(const config::
 asio::awaitable<std::string> TaskRun::enhance(const config::ImageModel& model, const Round& round) {
     const auto key = fmt::format("prompt/{}/{}", round.iteration, model.name);
     if (const auto* known = reuse(key)) co_return known->at("prompt").get<std::string>();
+    const metrics::StepTimer timing(metrics::Step::kEnhance);
 
     const auto feedback = round.feedback->find(model.name);
     providers::ChatRequest request;
@@ -618,6 +622,7 @@ asio::awaitable<std::string> TaskRun::enhance(const config::ImageModel& model, c
 asio::awaitable<TaskRun::Candidate> TaskRun::generate(const config::ImageModel& model,
                                                       std::string prompt,
                                                       const Round& round) {
+    const metrics::StepTimer timing(metrics::Step::kGenerate);
     const int iteration = round.iteration;
     const auto started = Clock::now();
     auto input = model.extra_input.is_object() ? model.extra_input : nlohmann::json::object();
@@ -697,6 +702,7 @@ asio::awaitable<void> TaskRun::validate(Candidate& candidate, const Round& round
         }
         co_return;
     }
+    const metrics::StepTimer timing(metrics::Step::kValidate);
     const auto started = Clock::now();
     try {
         const image::ValidationLimits review_limits;
@@ -904,6 +910,7 @@ asio::awaitable<void> TaskRun::finish_blocked(const std::string& reason, Fault f
 
 asio::awaitable<Ending> TaskRun::carry_out(nlohmann::json decision,
                                            const std::string* result_bytes) {
+    const metrics::StepTimer timing(metrics::Step::kWrite);
     const auto ending_name = decision.at("ending").get<std::string>();
     auto comment = decision.at("comment").get<std::string>();
     if (decision.contains("upload")) {
@@ -1097,6 +1104,26 @@ nlohmann::json TaskRun::attempts_summary() const {
 
 // --- Pipeline ---
 
+namespace {
+
+/// Counts a run that ended; an interrupted one has not ended and is not counted.
+void count_ending(Ending ending) {
+    switch (ending) {
+        case Ending::kCompleted:
+            return metrics::task_finished(metrics::TaskState::kComplete);
+        case Ending::kNeedsReview:
+            return metrics::task_finished(metrics::TaskState::kNeedsReview);
+        case Ending::kBlocked:
+            return metrics::task_finished(metrics::TaskState::kBlocked);
+        case Ending::kStopped:
+            return metrics::task_finished(metrics::TaskState::kStopped);
+        case Ending::kInterrupted:
+            return;
+    }
+}
+
+}  // namespace
+
 std::string_view to_string(Ending ending) {
     switch (ending) {
         case Ending::kCompleted:
@@ -1151,6 +1178,7 @@ asio::awaitable<service::Admission> Pipeline::admit(service::TaskJob job,
     const std::vector<std::pair<std::string, nlohmann::json>> nothing_recorded;
     TaskRun task_run(*this, std::move(job), &lock, nothing_recorded, 0, 0);
     const auto ending = co_await task_run.run();
+    count_ending(ending);
     --in_flight_;
     admission.ending = std::string(to_string(ending));
     co_return admission;
@@ -1193,7 +1221,7 @@ void Pipeline::spawn(service::TaskJob job, locking::TaskLocks::Guard lock,
         [this, job = std::move(job), lock = std::move(lock), recorded = std::move(recorded),
          resumes, stalled_resumes]() mutable -> asio::awaitable<void> {
             TaskRun task_run(*this, std::move(job), &lock, recorded, resumes, stalled_resumes);
-            (void)co_await task_run.run();
+            count_ending(co_await task_run.run());
             // The lock goes when this coroutine ends, after every write to the task.
         },
         [this](std::exception_ptr) { --in_flight_; });

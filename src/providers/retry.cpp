@@ -6,6 +6,8 @@
 #include <charconv>
 #include <vector>
 
+#include "iea/metrics/metrics.hpp"
+
 namespace iea::providers {
 namespace {
 
@@ -148,6 +150,21 @@ std::mt19937_64& retry_random() {
 const logging::Logger& provider_log() {
     static const logging::Logger logger("providers");
     return logger;
+}
+
+void record_failed_attempt(const CallInfo& info,
+                           const ProviderError& error,
+                           std::chrono::steady_clock::duration elapsed,
+                           bool retrying) {
+    // A status means the provider answered (a 2xx whose body broke the contract included).
+    if (error.status() > 0) {
+        metrics::provider_call(info.provider, info.operation, error.status(), elapsed);
+    } else {
+        const auto why = error.kind() == ErrorKind::kTimeout ? metrics::NoAnswer::kTimeout
+                                                             : metrics::NoAnswer::kNetwork;
+        metrics::provider_call(info.provider, info.operation, why, elapsed);
+    }
+    if (retrying) metrics::provider_retry(info.provider, info.operation);
 }
 
 }  // namespace detail

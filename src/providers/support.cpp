@@ -4,6 +4,7 @@
 
 #include <random>
 
+#include "iea/metrics/metrics.hpp"
 #include "iea/providers/retry.hpp"
 
 namespace iea::providers::support {
@@ -180,6 +181,8 @@ void log_success(std::string_view provider,
                  int attempt,
                  unsigned status,
                  std::chrono::steady_clock::time_point started) {
+    metrics::provider_call(
+        provider, operation, static_cast<int>(status), std::chrono::steady_clock::now() - started);
     detail::provider_log().debug("Provider call succeeded",
                                  {{"provider", provider},
                                   {"operation", operation},

@@ -62,7 +62,7 @@ struct Multipart {
 /// Milliseconds since `started`, for latency_ms.
 [[nodiscard]] long long elapsed_ms(std::chrono::steady_clock::time_point started);
 
-/// Logs a finished call at debug level with the usual fields.
+/// Logs a finished call at debug level with the usual fields, and counts it in the metrics.
 void log_success(std::string_view provider,
                  std::string_view operation,
                  int attempt,

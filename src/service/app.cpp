@@ -13,12 +13,14 @@
 #include "iea/image/converter.hpp"
 #include "iea/journal/journal.hpp"
 #include "iea/logging/log.hpp"
+#include "iea/metrics/metrics.hpp"
 #include "iea/pipeline/pipeline.hpp"
 #include "iea/pipeline/prompts.hpp"
 #include "iea/providers/clickup.hpp"
 #include "iea/providers/openrouter.hpp"
 #include "iea/providers/wavespeed.hpp"
 #include "iea/service/intake.hpp"
+#include "iea/service/readiness.hpp"
 #include "iea/service/wiring.hpp"
 
 namespace iea::service {
@@ -29,6 +31,7 @@ constexpr auto kAsTuple = asio::as_tuple(asio::use_awaitable);
 constexpr auto kLockSweepPeriod = std::chrono::seconds(60);
 // After the grace period, the time runs get to unwind once cut off.
 constexpr auto kCutOffGrace = std::chrono::seconds(2);
+constexpr std::string_view kWebhookPath = "/webhook/clickup";
 
 asio::awaitable<void> sweep_stale_locks(locking::TaskLocks& locks) {
     static const logging::Logger log("locking");
@@ -101,13 +104,32 @@ int run_service(const config::Settings& settings) {
                          locks, deliveries, runner);
     resume_unfinished_jobs(*journal, locks, runner);
 
-    auto router = make_router(locks, intake, *journal, settings.history_api_token);
+    // Readiness and the gauges others own, read when asked.
+    Readiness readiness;
+    readiness.add_check("configuration", [&settings]() -> std::optional<std::string> {
+        const auto problems = config::problems_for_serving(settings);
+        if (problems.empty()) return std::nullopt;
+        return problems.front();
+    });
+    readiness.add_check("journal", [&journal] { return journal->problem(); });
+    const auto locks_reading = metrics::read_at_scrape(metrics::Reading::kLocksHeld, [&locks] {
+        return static_cast<double>(locks.stats().total_locks);
+    });
+    const auto tasks_reading = metrics::read_at_scrape(metrics::Reading::kTasksInFlight, [&runner] {
+        return static_cast<double>(runner.in_flight());
+    });
+
+    auto router =
+        make_router(locks, intake, *journal, settings.history_api_token, readiness);
 
     http::Server server(io,
                         {settings.bind_address, static_cast<unsigned short>(settings.port),
                          settings.max_body_bytes, settings.header_timeout, settings.idle_timeout,
                          static_cast<std::size_t>(settings.max_connections)},
                         std::move(router));
+    server.observe_answers([](std::string_view route, unsigned, metrics::Duration elapsed) {
+        if (route == kWebhookPath) metrics::webhook_answer_took(elapsed);
+    });
     server.start();
     log.info("Service listening", {{"address", settings.bind_address},
                                    {"port", server.port()},
@@ -122,6 +144,7 @@ int run_service(const config::Settings& settings) {
     asio::signal_set signals(io, SIGTERM, SIGINT);
     signals.async_wait([&](const boost::system::error_code& ec, int signal_number) {
         if (ec) return;
+        readiness.set_shutting_down();
         log.info("Shutdown requested",
                  {{"signal", signal_number}, {"tasks_running", runner.in_flight()}});
         intake.stop_taking_work();

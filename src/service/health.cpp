@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "iea/metrics/metrics.hpp"
 #include "iea/service/app.hpp"
 
 namespace iea::service {
@@ -33,6 +34,17 @@ void add_health_routes(http::Router& router, const locking::TaskLocks& locks) {
                         {"newest_lock_seconds", stats.newest_lock_seconds},
                         {"average_lock_age_seconds", stats.average_lock_age_seconds},
                         {"stale_locks", stats.stale_locks}});
+               });
+}
+
+void add_metrics_route(http::Router& router) {
+    router.add(http::Method::get,
+               "/metrics",
+               [](const http::Request&) -> boost::asio::awaitable<http::Response> {
+                   http::Response response{http::Status::ok, 11};
+                   response.set(boost::beast::http::field::content_type, metrics::kContentType);
+                   response.body() = metrics::exposition();
+                   co_return response;
                });
 }
 

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "iea/metrics/metrics.hpp"
 #include "iea/webhook/event.hpp"
 #include "iea/webhook/signature.hpp"
 
@@ -45,6 +46,7 @@ boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request
             response.set(boost::beast::http::field::retry_after, "30");
             return response;
         }();
+        metrics::webhook_answered(metrics::WebhookOutcome::kUnavailable);
         co_return unavailable;
     }
 
@@ -54,6 +56,7 @@ boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request
         webhook::verify_signature(options_.webhook_secret, request.body(), signature);
     if (outcome != webhook::Verification::kValid) {
         note_rejected_signature(verification_problem(outcome));
+        metrics::webhook_answered(metrics::WebhookOutcome::kRejectedSignature);
         // Forged webhooks can flood: the answer is prepared once.
         static const auto rejected =
             http::error_response(http::Status::unauthorized, "invalid signature");
@@ -66,6 +69,7 @@ boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request
     for (auto& c : signature_key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (deliveries_.knows_body(signature_key)) {
         log_.debug("Webhook redelivered", {{"bytes", request.body().size()}});
+        metrics::webhook_answered(metrics::WebhookOutcome::kAlreadyProcessing);
         static const auto repeated = http::json_response(
             http::Status::ok,
             {{"status", "already_processing"}, {"message", "this delivery was already received"}});
@@ -76,6 +80,7 @@ boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request
     const auto parsed = webhook::parse_event(request.body());
     if (!parsed.event) {
         log_.warning("Webhook rejected", {{"reason", parsed.error}});
+        metrics::webhook_answered(metrics::WebhookOutcome::kBadRequest);
         co_return answer(http::Status::bad_request, "failed", {}, "error", parsed.error);
     }
     const auto& event = *parsed.event;
@@ -84,6 +89,7 @@ boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request
     const auto trigger = webhook::classify(event, options_.ai_edit_field_id);
     if (!trigger.start) {
         log_.debug("Webhook ignored", {{"task_id", event.task_id}, {"reason", trigger.reason}});
+        metrics::webhook_answered(metrics::WebhookOutcome::kIgnored);
         co_return answer(http::Status::ok, "ignored", event.task_id, "reason", trigger.reason);
     }
 
@@ -93,6 +99,7 @@ boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request
         // ClickUp retries can arrive in bursts; they are normal, so they stay out of info logs.
         log_.debug("Webhook redelivered",
                   {{"task_id", event.task_id}, {"delivery_id", trigger.delivery_id}});
+        metrics::webhook_answered(metrics::WebhookOutcome::kAlreadyProcessing);
         co_return answer(http::Status::ok, "already_processing", event.task_id, "message",
                          "this delivery was already received");
     }
@@ -101,6 +108,7 @@ boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request
     auto lock = locks_.try_acquire(event.task_id);
     if (!lock) {
         log_.info("Task already processing", {{"task_id", event.task_id}});
+        metrics::webhook_answered(metrics::WebhookOutcome::kAlreadyProcessing);
         co_return answer(http::Status::ok, "already_processing", event.task_id, "message",
                          "an edit of this task is already running");
     }
@@ -111,12 +119,14 @@ boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request
         co_await runner_.admit(std::move(job), std::move(*lock), options_.answer_when_done);
     switch (admission.kind) {
         case Admission::Kind::kRedelivered:
+            metrics::webhook_answered(metrics::WebhookOutcome::kAlreadyProcessing);
             log_.debug("Webhook redelivered",
                        {{"task_id", event.task_id}, {"delivery_id", trigger.delivery_id}});
             co_return answer(http::Status::ok, "already_processing", event.task_id, "message",
                              "this delivery was already received");
         case Admission::Kind::kUnavailable: {
             deliveries_.forget(trigger.delivery_id, signature_key);
+            metrics::webhook_answered(metrics::WebhookOutcome::kUnavailable);
             auto response = answer(http::Status::service_unavailable, "unavailable",
                                    event.task_id, "error",
                                    "the edit could not be recorded; send it again");
@@ -129,6 +139,7 @@ boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request
     log_.info("Webhook accepted",
               {{"task_id", event.task_id}, {"delivery_id", trigger.delivery_id},
                {"bytes", request.body().size()}});
+    metrics::webhook_answered(metrics::WebhookOutcome::kAccepted);
     if (options_.answer_when_done) {
         co_return answer(http::Status::ok, "done", event.task_id, "ending", admission.ending);
     }

@@ -53,6 +53,10 @@ public:
 
     [[nodiscard]] asio::awaitable<Response> route(const Request& request) const;
 
+    /// The path of the route that serves `request`'s path, whatever the method ("/tasks/"
+    /// for a prefix route); empty when none does. Names a request in metrics.
+    [[nodiscard]] std::string_view matched_route(const Request& request) const;
+
     /// Every route, as "METHOD path" (prefix routes end in '*'), for documentation checks.
     [[nodiscard]] std::vector<std::string> describe() const;
 
@@ -65,6 +69,11 @@ private:
     };
     std::vector<Route> routes_;
 };
+
+/// Told about every routed request once its answer is sent (or failed to send): the matched
+/// route's path, the status, and the time from the whole request read to the answer sent.
+using AnswerObserver = std::function<void(
+    std::string_view route, unsigned status, std::chrono::steady_clock::duration elapsed)>;
 
 struct ServerOptions {
     std::string address = "127.0.0.1";
@@ -99,6 +108,9 @@ public:
 
     [[nodiscard]] std::size_t active_connections() const;
 
+    /// Sets the observer of answers (one; a later call replaces it). Runs on the I/O thread.
+    void observe_answers(AnswerObserver observer);
+
 private:
     struct Connection;
     asio::awaitable<void> accept_loop();
@@ -110,6 +122,7 @@ private:
     asio::ip::tcp::acceptor acceptor_;
     std::list<std::weak_ptr<Connection>> connections_;
     bool stopping_ = false;
+    AnswerObserver answer_observer_;
 };
 
 }  // namespace iea::http

@@ -79,12 +79,21 @@ struct CallInfo {
 namespace detail {
 std::mt19937_64& retry_random();
 const logging::Logger& provider_log();
+/// Counts a failed attempt in the metrics (status, latency) and, when `retrying`, the retry.
+/// TODO: a failed ClickUp attempt's time includes its wait for the rate limiter, a successful
+/// one's does not; time both from the request going out.
+void record_failed_attempt(const CallInfo& info,
+                           const ProviderError& error,
+                           std::chrono::steady_clock::duration elapsed,
+                           bool retrying);
 }  // namespace detail
 
 /// Runs `call(attempt)` (attempt counts from 1; it returns an awaitable<T>) until it succeeds,
 /// fails with an error that should not be retried, or the attempts are used up; then the
 /// last ProviderError propagates. Waits on the calling coroutine's executor. Logs each retry
-/// as a warning with provider, operation, attempt, status and latency_ms.
+/// as a warning with provider, operation, attempt, status and latency_ms. Failed attempts are
+/// counted in the metrics here; successful ones where their HTTP status is known
+/// (support::log_success).
 template <typename T, typename Call>
 boost::asio::awaitable<T> with_retries(RetryPolicy policy, CallInfo info, Call call) {
     const auto executor = co_await boost::asio::this_coro::executor;
@@ -95,7 +104,10 @@ boost::asio::awaitable<T> with_retries(RetryPolicy policy, CallInfo info, Call c
         try {
             co_return co_await call(attempt);
         } catch (const ProviderError& error) {
-            if (attempt >= attempts || !should_retry(error, info.idempotency)) throw;
+            const bool retrying = attempt < attempts && should_retry(error, info.idempotency);
+            detail::record_failed_attempt(
+                info, error, std::chrono::steady_clock::now() - started, retrying);
+            if (!retrying) throw;
             failure.emplace(error);
         }
 

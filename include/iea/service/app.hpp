@@ -12,18 +12,23 @@ namespace iea::service {
 /// Adds GET /health, /health/ and /health/locks.
 void add_health_routes(http::Router& router, const locking::TaskLocks& locks);
 
+/// Adds GET /metrics: every metric in the Prometheus text format.
+void add_metrics_route(http::Router& router);
+
 /// Adds GET /tasks/{task_id}: the task's runs from the journal, for a bearer of `token`.
 /// `journal` and `token` must outlive the router.
 void add_history_routes(http::Router& router, journal::Journal& journal,
                         const config::Secret& token);
 
 class WebhookIntake;
+class Readiness;
 
 /// Every route the service serves. The OpenAPI test builds its router with this too, so
 /// docs/openapi.yaml is checked against the real list.
 [[nodiscard]] http::Router make_router(const locking::TaskLocks& locks, WebhookIntake& intake,
                                        journal::Journal& journal,
-                                       const config::Secret& history_token);
+                                       const config::Secret& history_token,
+                                       Readiness& readiness);
 
 /// The `/health` body: status, timestamp, service and version.
 [[nodiscard]] nlohmann::json health_body();
