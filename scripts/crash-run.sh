@@ -14,7 +14,7 @@ scripts/deps.sh > /dev/null
 cmake --preset release > /dev/null
 cmake --build build/release --target image-edit-agent image-edit-sandbox image-decode-worker > /dev/null
 work=$(mktemp -d /tmp/crash-run.XXXXXX)
-trap 'kill $service_pid $sandbox_pid 2> /dev/null || true' EXIT
+trap 'kill -9 $service_pid $sandbox_pid 2> /dev/null; wait $service_pid $sandbox_pid 2> /dev/null || true' EXIT
 secret=crash-secret-1
 field=00000000-aaaa-4bbb-8ccc-000000000001
 port=18092

@@ -11,7 +11,7 @@ ticks=${2:-300}
 cmake --preset release > /dev/null
 cmake --build build/release --target image-edit-agent image-edit-sandbox image-decode-worker > /dev/null
 work=$(mktemp -d)
-trap 'kill $service_pid $sandbox_pid 2> /dev/null || true' EXIT
+trap 'kill -9 $service_pid $sandbox_pid 2> /dev/null; wait $service_pid $sandbox_pid 2> /dev/null || true' EXIT
 secret=bench-secret-1
 field=00000000-aaaa-4bbb-8ccc-000000000001
 port=18091
