@@ -379,6 +379,7 @@ asio::awaitable<void> Journal::record_ending(JobId job, std::string state) {
     co_await database_->write(std::move(write));
 }
 
+// TODO: finished jobs and their checkpoints are kept forever; the journal needs a retention period (and a VACUUM) so the file does not grow without bound.
 std::vector<JobRecord> Journal::take_unfinished_jobs() {
     const std::lock_guard lock(database_->mutex());
     // A resume after which the job recorded nothing new, though it had a while to, is a

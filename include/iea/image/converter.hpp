@@ -25,9 +25,9 @@
 
 namespace iea::image {
 
-/// Limits and knobs of intake. Defaults follow issue 4.
-// TODO: ship image-decode-worker in the container image next to image-edit-agent; without it
-// every intake fails with "image: cannot start ...".
+/// Limits and knobs of intake. Defaults follow issue 4. The decode worker must sit next to
+/// image-edit-agent (docker/Dockerfile puts it there); without it every intake fails with
+/// "image: cannot start ...".
 struct ConversionLimits {
     std::size_t max_download_bytes = std::size_t{100} << 20;     ///< 100 MiB
     std::uint64_t max_pixels = 100'000'000;                      ///< checked from the header
