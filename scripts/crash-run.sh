@@ -37,7 +37,7 @@ start_service() {
         CLICKUP_API_BASE_URL="$sandbox/clickup/api/v2" \
         OPENROUTER_API_BASE_URL="$sandbox/openrouter/api/v1" \
         WAVESPEED_API_BASE_URL="$sandbox/wavespeed/api/v3" \
-        CLICKUP_RATE_LIMIT_PER_MINUTE=1000000 VALIDATION_DELAY_SECONDS=0.1 \
+        CLICKUP_RATE_LIMIT_PER_MINUTE=1000000 VALIDATION_DELAY_SECONDS=0.1 TIMEOUT_CLICKUP_SECONDS=5 \
         WAVESPEED_POLL_INTERVAL_SECONDS=0.2 JOURNAL_PATH="$work/journal.sqlite3" \
         build/release/image-edit-agent serve --config config/config.yaml >> "$work/service.log" 2>&1 &
     service_pid=$!

@@ -106,6 +106,14 @@ public:
         // Takes the exclusive lock now, so a file held by another process fails here.
         execute("BEGIN IMMEDIATE; COMMIT;", "is in use or not writable");
         migrate();
+        // A file that claims the right version but lacks a column fails here, not at a task.
+        Statement jobs(*this,
+                       "SELECT id, task_id, delivery_id, received_at_ms, state, ended_at_ms, "
+                       "resumes, stalled_resumes, checkpoints_seen, resumed_at_ms FROM jobs LIMIT 0",
+                       "does not have the expected tables");
+        Statement checkpoints(*this,
+                              "SELECT job_id, key, value, written_at_ms FROM checkpoints LIMIT 0",
+                              "does not have the expected tables");
     }
 
     ~Database() { sqlite3_close(db_); }
@@ -303,6 +311,7 @@ auto on_journal_thread(asio::thread_pool& thread, Work work)
 }  // namespace
 
 std::unique_ptr<Journal> Journal::open(const std::filesystem::path& path) {
+    if (path.empty()) throw JournalError("the journal path is empty: set JOURNAL_PATH to a file");
     std::error_code error;
     if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), error);
     if (error) {
@@ -425,8 +434,12 @@ std::vector<JobRecord> Journal::take_unfinished_jobs() {
                 "could not read checkpoints");
             checkpoints.bind(1, job.id);
             while (checkpoints.step()) {
-                job.checkpoints.emplace_back(checkpoints.text(0),
-                                             nlohmann::json::parse(checkpoints.text(1)));
+                auto value = nlohmann::json::parse(checkpoints.text(1), nullptr, false);
+                if (value.is_discarded()) {
+                    job.damaged = "checkpoint '" + checkpoints.text(0) + "' is not valid JSON";
+                    break;
+                }
+                job.checkpoints.emplace_back(checkpoints.text(0), std::move(value));
             }
         }
         database_->execute("COMMIT;", "could not list unfinished jobs");
@@ -443,9 +456,9 @@ nlohmann::json Journal::task_history_now(const std::string& task_id) {
     Database::Statement select(
         *database_,
         "SELECT id, delivery_id, received_at_ms, state, ended_at_ms, resumes FROM jobs "
-        "WHERE task_id = ? ORDER BY id DESC",
+        "WHERE task_id = ? ORDER BY id DESC LIMIT ?",
         "could not read the history");
-    select.bind(1, task_id);
+    select.bind(1, task_id).bind(2, static_cast<std::int64_t>(kHistoryRuns));
     while (select.step()) {
         nlohmann::json run = {{"run_id", select.number(0)},
                               {"delivery_id", select.text(1)},
@@ -463,7 +476,8 @@ nlohmann::json Journal::task_history_now(const std::string& task_id) {
         checkpoints.bind(1, run["run_id"].get<std::int64_t>());
         auto steps = nlohmann::json::array();
         while (checkpoints.step()) {
-            auto value = nlohmann::json::parse(checkpoints.text(1));
+            auto value = nlohmann::json::parse(checkpoints.text(1), nullptr, false);
+            if (value.is_discarded()) value = "(not valid JSON)";
             // The attempts summary is the part people read: lifted out of the step list.
             if (checkpoints.text(0) == "attempts") {
                 run["attempts"] = std::move(value);

@@ -227,6 +227,7 @@ private:
     int resumes_ = 0;
     int stalled_resumes_ = 0;
     std::map<std::string, nlohmann::json> recorded_;  // checkpoints by key
+    bool ending_unwritten_ = false;  // a last write to the task failed
 
     providers::Task task_;
     std::string request_;
@@ -257,6 +258,14 @@ asio::awaitable<Ending> TaskRun::run() {
             co_return Ending::kInterrupted;
         }
         outcome.ending = Ending::kBlocked;
+    }
+
+    // A task ClickUp would not let us finish (a revoked key, an outage) keeps its job in the
+    // journal: the next start carries out the same ending, doing only the writes still missing.
+    if (ending_unwritten_) {
+        log_.error("Task ending not fully written; it is retried at the next start",
+                   {{"ending", to_string(outcome.ending)}});
+        co_return outcome.ending;
     }
 
     // The job leaves the journal's list of work to resume.
@@ -986,6 +995,7 @@ asio::awaitable<bool> TaskRun::write_to_task(std::string_view operation,
     } catch (const std::exception& error) {
         log_.error("Task write failed", {{"operation", operation}, {"error", error.what()}});
     }
+    ending_unwritten_ = true;
     co_return false;
 }
 
@@ -1057,8 +1067,16 @@ template <typename Write, typename Look>
 asio::awaitable<nlohmann::json> TaskRun::write_once(std::string key, Write write, Look look) {
     const auto done_key = key + "/done";
     if (const auto* done = reuse(done_key)) co_return *done;
-    if (recorded_.contains(key + "/asked")) {
-        // A restart came between asking ClickUp and hearing back: look before repeating.
+    if (const auto asked = recorded_.find(key + "/asked"); asked != recorded_.end()) {
+        // A restart came between asking ClickUp and hearing back: look before repeating, once
+        // the earlier request has had its whole timeout, so that it is not still on its way.
+        const auto asked_at = std::chrono::system_clock::time_point(std::chrono::milliseconds(
+            asked->second.is_object() ? asked->second.value("at_ms", std::int64_t{0}) : 0));
+        const auto settled = asked_at + settings_.timeout_clickup;
+        if (const auto now = std::chrono::system_clock::now(); settled > now) {
+            asio::steady_timer pause(co_await asio::this_coro::executor, settled - now);
+            co_await pause.async_wait(asio::use_awaitable);
+        }
         auto found = co_await look();
         if (!found.is_null()) {
             log_.info("Write found done after restart", {{"write", key}});
@@ -1066,7 +1084,10 @@ asio::awaitable<nlohmann::json> TaskRun::write_once(std::string key, Write write
             co_return found;
         }
     }
-    co_await record(key + "/asked", nlohmann::json(true));
+    nlohmann::json asked{{"at_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count()}};
+    co_await record(key + "/asked", std::move(asked));
     auto done = co_await write();
     co_await record(done_key, done);
     co_return done;
@@ -1156,6 +1177,12 @@ asio::awaitable<service::Admission> Pipeline::admit(service::TaskJob job,
                                                     locking::TaskLocks::Guard lock,
                                                     bool wait_for_end) {
     service::Admission admission;
+    if (const auto problem = deps_.journal.problem()) {
+        logging::Logger("pipeline").error("Task not taken: journal unusable",
+                                          {{"task_id", job.task_id}, {"error", *problem}});
+        admission.kind = service::Admission::Kind::kUnavailable;
+        co_return admission;
+    }
     try {
         const auto run_id =
             co_await deps_.journal.record_job(job.task_id, job.delivery_id, job.received_at);

@@ -54,6 +54,13 @@ void resume_unfinished_jobs(journal::Journal& journal, locking::TaskLocks& locks
     if (jobs.empty()) return;
     log.info("Resuming unfinished tasks", {{"count", jobs.size()}});
     for (auto& job : jobs) {
+        if (!job.damaged.empty()) {
+            // One unreadable record must not keep every other task from resuming.
+            log.error("Unfinished run cannot be resumed, its record is damaged",
+                      {{"task_id", job.task_id}, {"run_id", job.id}, {"error", job.damaged}});
+            journal.record_ending_now(job.id, "damaged");
+            continue;
+        }
         auto lock = locks.try_acquire(job.task_id);
         if (!lock) {
             // Two unfinished runs of one task: the older one goes on; this one is dropped.

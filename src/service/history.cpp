@@ -1,5 +1,7 @@
 #include <openssl/crypto.h>
 
+#include <cctype>
+
 #include "iea/service/app.hpp"
 #include "iea/webhook/event.hpp"
 
@@ -9,8 +11,12 @@ namespace {
 namespace bhttp = boost::beast::http;
 
 bool token_matches(std::string_view authorization, const std::string& token) {
-    constexpr std::string_view kScheme = "Bearer ";
-    if (!authorization.starts_with(kScheme)) return false;
+    // The scheme's name is case-insensitive (RFC 9110); the token is not.
+    constexpr std::string_view kScheme = "bearer ";
+    if (authorization.size() < kScheme.size()) return false;
+    for (std::size_t i = 0; i < kScheme.size(); ++i) {
+        if (std::tolower(static_cast<unsigned char>(authorization[i])) != kScheme[i]) return false;
+    }
     const auto given = authorization.substr(kScheme.size());
     // Same time wherever the first difference is.
     return given.size() == token.size() &&

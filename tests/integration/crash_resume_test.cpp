@@ -200,3 +200,31 @@ TEST_CASE("crash: SIGTERM answers webhooks 503 and the next start finishes the t
     }
     CHECK(submissions == 2);  // one per model
 }
+
+TEST_CASE("crash: an ending ClickUp refused to take is carried out at the next start",
+          "[crash]") {
+    Stack stack(Env{{"HISTORY_API_TOKEN", kHistoryToken}});
+    stack.add_task("r1", "Make the background teal.", test_image());
+    // The key is refused for the comment (as if revoked just then): the ending cannot be told.
+    stack.sandbox().post("/admin/faults", {{"service", "clickup"},
+                                           {"method", "POST"},
+                                           {"path", "/task/r1/comment$"},
+                                           {"kind", "status"},
+                                           {"status", 401}});
+    stack.tick("r1");
+    REQUIRE(stack.service().process().wait_for_line(
+        [](const std::string& line) { return line.find("not fully written") != std::string::npos; },
+        std::chrono::seconds(60)));
+    const auto reply = iea::testing::http_request(stack.service().port(), "GET", "/tasks/r1", {},
+                                                  {{"Authorization", kHistoryAuthorization}});
+    CHECK(json::parse(reply.body).at("runs")[0].at("state") == "running");
+
+    // The operator fixes the key and restarts: only the missing comment is written.
+    stack.sandbox().remove("/admin/faults");
+    CHECK(stack.stop_service(SIGTERM) == 0);
+    stack.start_service();
+    const auto task = stack.wait_for_end("r1");
+    CHECK(task.at("status").at("status") == "complete");
+    CHECK(task.at("comments").size() == 1);
+    CHECK(count_titled(task, "ai-edit_") == 1);
+}

@@ -271,6 +271,10 @@ TEST_CASE("service: the task history needs its bearer token and a task id", "[se
         CHECK(history.at("runs")[0].at("delivery_id") == "wh-test:h-hist");
         CHECK(http_request(service.port(), "GET", "/tasks/unknown", {}, bearer).body ==
               R"({"runs":[],"task_id":"unknown"})");
+        // The scheme's name is case-insensitive.
+        CHECK(http_request(service.port(), "GET", "/tasks/hist1", {},
+                           {{"Authorization", "bearer test-history-token-2"}})
+                  .status == 200);
     }
 }
 

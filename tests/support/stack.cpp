@@ -91,6 +91,8 @@ Stack::Stack(Env service_env) {
         {"WAVESPEED_POLL_INTERVAL_SECONDS", "0.05"},
         {"VALIDATION_DELAY_SECONDS", "0.05"},
         {"TASK_DEADLINE_SECONDS", "60"},
+        // A resumed run waits out this timeout before looking for a write of unknown outcome.
+        {"TIMEOUT_CLICKUP_SECONDS", "3"},
         // The sandbox has no plan limit; the token bucket is tested on its own.
         {"CLICKUP_RATE_LIMIT_PER_MINUTE", "60000"},
     };

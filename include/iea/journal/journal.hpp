@@ -46,7 +46,11 @@ struct JobRecord {
     int resumes = 0;          ///< Times a restart picked this job up again.
     int stalled_resumes = 0;  ///< Of those, the latest ones in a row with no step recorded between.
     std::vector<std::pair<std::string, nlohmann::json>> checkpoints;
+    std::string damaged;  ///< Why the job's record cannot be used; empty when it can.
 };
+
+/// GET /tasks/{task_id} shows at most this many runs, newest first.
+inline constexpr std::size_t kHistoryRuns = 50;
 
 /// The newest schema version this build writes; older files are migrated on open.
 inline constexpr int kSchemaVersion = 2;
@@ -79,7 +83,8 @@ public:
     /// Every unfinished job, oldest first, each counted as resumed once more.
     [[nodiscard]] std::vector<JobRecord> take_unfinished_jobs();
 
-    /// A task's runs, newest first, for GET /tasks/{task_id}; empty array when none.
+    /// A task's runs, newest first (at most kHistoryRuns), for GET /tasks/{task_id}; empty
+    /// array when none.
     [[nodiscard]] boost::asio::awaitable<nlohmann::json> task_history(std::string task_id);
 
     /// Nothing when the journal can be written now, or why it cannot.

@@ -190,6 +190,15 @@ TEST_CASE("A journal that cannot be trusted stops the start with the reason") {
         CHECK_THROWS_WITH(Journal::open(blocker / "journal.sqlite3"),
                           Catch::Contains("cannot be created"));
     }
+    SECTION("a journal with the right version but a table missing its columns") {
+        const auto path = fresh_journal_path("columns");
+        (void)Journal::open(path);
+        run_sql(path, "DROP TABLE checkpoints; CREATE TABLE checkpoints(x);");
+        CHECK_THROWS_WITH(Journal::open(path), Catch::Contains("expected tables"));
+    }
+    SECTION("no path at all") {
+        CHECK_THROWS_WITH(Journal::open(""), Catch::Contains("JOURNAL_PATH"));
+    }
     SECTION("a journal another process holds") {
         const auto path = fresh_journal_path("held");
         const auto first = Journal::open(path);
@@ -217,3 +226,21 @@ TEST_CASE("A read-only journal is refused") {
     REQUIRE(std::system(undo.c_str()) == 0);
     CHECK_THAT(refusal, Catch::Contains("not writable") || Catch::Contains("in use or not writable"));
 }
+
+TEST_CASE("One damaged record is reported, and does not hide the other unfinished jobs") {
+    const auto path = fresh_journal_path("damaged-row");
+    {
+        auto journal = Journal::open(path);
+        const auto good = *journal->record_job_now("task-good", "wh:g", SystemClock::now());
+        journal->record_checkpoint_now(good, "task", {{"request", "r"}});
+        (void)journal->record_job_now("task-bad", "wh:b", SystemClock::now());
+    }
+    run_sql(path, "INSERT INTO checkpoints VALUES(2, 'task', '{not json', 0);");
+    auto journal = Journal::open(path);
+    const auto jobs = journal->take_unfinished_jobs();
+    REQUIRE(jobs.size() == 2);
+    CHECK(jobs[0].damaged.empty());
+    CHECK_THAT(jobs[1].damaged, Catch::Contains("'task'"));
+    CHECK(journal->task_history_now("task-bad").at("runs").size() == 1);
+}
+
