@@ -11,6 +11,7 @@
 #include "iea/config/settings_doc.hpp"
 #include "iea/image/convert_command.hpp"
 #include "iea/logging/log.hpp"
+#include "iea/pipeline/prompts.hpp"
 #include "iea/service/app.hpp"
 #include "iea/service/commands.hpp"
 #include "iea/webhook/signature.hpp"
@@ -83,7 +84,13 @@ int check_config(const CommandLine& line) {
     const auto loaded = load_settings(line);
     std::cout << iea::config::describe(loaded);
     for (const auto& warning : loaded.warnings) std::cout << "warning: " << warning << "\n";
-    const auto problems = iea::config::problems_for_serving(loaded.settings);
+    auto problems = iea::config::problems_for_serving(loaded.settings);
+    // `serve` reads the prompt files first thing; a missing one is a reason it would not start.
+    try {
+        (void)iea::pipeline::PromptBook::load(loaded.settings.config_dir, loaded.settings.models);
+    } catch (const iea::config::ConfigError& error) {
+        problems.insert(problems.end(), error.problems().begin(), error.problems().end());
+    }
     for (const auto& problem : problems) std::cout << "not ready to serve: " << problem << "\n";
     return problems.empty() ? 0 : 1;
 }
