@@ -8,36 +8,15 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 pipelines=${1:-50}
 ticks=${2:-300}
-cmake --preset release > /dev/null
-cmake --build build/release --target image-edit-agent image-edit-sandbox image-decode-worker > /dev/null
+source scripts/lib/stack.sh
+stack_build
 work=$(mktemp -d)
-trap 'kill -9 $service_pid $sandbox_pid 2> /dev/null; wait $service_pid $sandbox_pid 2> /dev/null || true' EXIT
-secret=bench-secret-1
-field=00000000-aaaa-4bbb-8ccc-000000000001
 port=18091
-convert -size 1200x800 xc:'#f08c1e' -fill '#1e3cc8' -draw 'rectangle 300,200 900,500' "$work/banner.png"
-
-build/release/image-edit-sandbox --port 0 --data-dir "$work/sandbox" \
-    --service-url "http://127.0.0.1:$port/webhook/clickup" --webhook-secret $secret \
-    --field-id $field > "$work/sandbox.log" 2>&1 &
-sandbox_pid=$!
-until grep -q "Sandbox listening" "$work/sandbox.log" 2> /dev/null; do sleep 0.05; done
-sandbox="http://127.0.0.1:$(grep -m1 'Sandbox listening' "$work/sandbox.log" | jq .port)"
-env APP_ENV=development BIND_ADDRESS=127.0.0.1 PORT=$port LOG_LEVEL=WARNING \
-    CLICKUP_WEBHOOK_SECRET=$secret CLICKUP_CUSTOM_FIELD_ID_AI_EDIT=$field \
-    CLICKUP_API_KEY=k OPENROUTER_API_KEY=k WAVESPEED_API_KEY=k \
-    CLICKUP_API_BASE_URL="$sandbox/clickup/api/v2" \
-    OPENROUTER_API_BASE_URL="$sandbox/openrouter/api/v1" \
-    WAVESPEED_API_BASE_URL="$sandbox/wavespeed/api/v3" \
-    CLICKUP_RATE_LIMIT_PER_MINUTE=1000000 JOURNAL_PATH="$work/journal.sqlite3" \
-    build/release/image-edit-agent serve --config config/config.yaml > "$work/service.log" 2>&1 &
-service_pid=$!
-until curl -sf "http://127.0.0.1:$port/health" > /dev/null 2>&1; do sleep 0.05; done
-
+stack_cleanup_on_exit
+stack_banner
+start_sandbox
+start_service LOG_LEVEL=WARNING
 curl -sf -X POST "$sandbox/admin/scenario" -d '{"wavespeed_delay_ms":0,"latency_ms":1000}' > /dev/null
-add_task() { jq -n --arg id "$1" --arg f "$work/banner.png" \
-    '{id:$id, description:"Make the orange background turquoise.", attachments:[{file:$f}]}' |
-    curl -sf -X POST "$sandbox/admin/tasks" -d @- > /dev/null; }
 
 # The load: pipelines started by the sandbox's own ticks.
 for i in $(seq "$pipelines"); do add_task "p$i"; done
@@ -52,10 +31,10 @@ wait "${tick_pids[@]}"
 # ticked in the sandbox, so each run stops after one look at the task.
 for i in $(seq "$ticks"); do
     add_task "q$i"
-    body=$(jq -cn --arg t "q$i" --arg h "$i" --arg f $field \
+    body=$(jq -cn --arg t "q$i" --arg h "$i" --arg f $stack_field \
         '{webhook_id:"wh-bench",event:"taskUpdated",task_id:$t,history_items:[{id:$h,field:"custom_field",custom_field:{id:$f,type:"checkbox"},before:null,after:"true"}]}')
     printf '%s' "$body" > "$work/body-$i"
-    CLICKUP_WEBHOOK_SECRET=$secret build/release/image-edit-agent sign < "$work/body-$i" > "$work/sig-$i"
+    CLICKUP_WEBHOOK_SECRET=$stack_secret build/release/image-edit-agent sign < "$work/body-$i" > "$work/sig-$i"
 done
 running=$(curl -sf "$sandbox/admin/tasks" | jq '[.[] | select(.id | startswith("p")) | select(.ai_edit == true)] | length')
 for i in $(seq "$ticks"); do
