@@ -14,6 +14,7 @@
 #include "iea/pipeline/prompts.hpp"
 #include "iea/service/app.hpp"
 #include "iea/service/commands.hpp"
+#include "iea/state/redis_client.hpp"
 #include "iea/webhook/signature.hpp"
 
 namespace {
@@ -90,6 +91,13 @@ int check_config(const CommandLine& line) {
         (void)iea::pipeline::PromptBook::load(loaded.settings.config_dir, loaded.settings.models);
     } catch (const iea::config::ConfigError& error) {
         problems.insert(problems.end(), error.problems().begin(), error.problems().end());
+    }
+    if (loaded.settings.state_backend == "redis" && !loaded.settings.redis_url.empty()) {
+        try {
+            (void)iea::state::parse_redis_url(loaded.settings.redis_url.reveal());
+        } catch (const std::invalid_argument& error) {
+            problems.push_back(std::string("REDIS_URL: ") + error.what());
+        }
     }
     for (const auto& problem : problems) std::cout << "not ready to serve: " << problem << "\n";
     return problems.empty() ? 0 : 1;

@@ -171,6 +171,28 @@ const std::vector<Definition>& definitions() {
         {"HISTORY_API_TOKEN", "", "",
          "Bearer token for GET /tasks/{task_id} (environment only; unset: that endpoint is off)",
          Kind::kSecret, &Settings::history_api_token},
+        {"MAX_CONCURRENT_TASKS", "workflow.max_concurrent_tasks", "16",
+         "Tasks this instance runs at once; more wait their turn (in Redis mode, in the shared "
+         "queue, where another instance may take them)",
+         Kind::kWholeNumber, &Settings::max_concurrent_tasks, 1, 1000},
+
+        {"STATE_BACKEND", "state.backend", "sqlite",
+         "Where jobs, checkpoints, locks and deliveries are kept: sqlite (the journal file, one "
+         "instance) or redis (shared by several instances; needs REDIS_URL and Redis with "
+         "appendonly yes)",
+         Kind::kChoice, &Settings::state_backend, 0, 0, "sqlite|redis"},
+        {"REDIS_URL", "", "",
+         "Redis for STATE_BACKEND=redis: redis://[[user]:password@]host[:port][/db] "
+         "(environment only, as it can hold a password)",
+         Kind::kSecret, &Settings::redis_url},
+        {"INSTANCE_ID", "state.instance_id", "",
+         "This instance's name in Redis, different for every instance (empty: host name and "
+         "port); a restarted instance with the same name takes back its unfinished jobs at once",
+         Kind::kText, &Settings::instance_id},
+        {"JOB_CLAIM_AFTER_SECONDS", "state.job_claim_after_seconds", "60",
+         "In Redis mode, how long a job may go without a sign of life from its instance before "
+         "another instance takes it over (also the Redis task lock's time to live)",
+         Kind::kSeconds, &Settings::job_claim_after, 1, 86400},
 
         {"LOCK_TTL_SECONDS", "locking.ttl_seconds", "3600",
          "Age after which a task lock counts as stale", Kind::kSeconds, &Settings::lock_ttl, 0.01,
@@ -588,6 +610,9 @@ std::vector<std::string> problems_for_serving(const Settings& settings) {
     if (settings.ai_edit_field_id.empty()) {
         problems.emplace_back(
             "CLICKUP_CUSTOM_FIELD_ID_AI_EDIT: not set; without it no tick can be recognised");
+    }
+    if (settings.state_backend == "redis" && settings.redis_url.empty()) {
+        problems.emplace_back("REDIS_URL: not set; STATE_BACKEND=redis needs it");
     }
     return problems;
 }

@@ -57,14 +57,12 @@ CREATE INDEX jobs_by_state ON jobs(state);
 )";
 constexpr std::string_view kMigrations[] = {kVersion1, kVersion2};
 
-// Time a resumed job gets to record a new step before a restart counts against it.
-constexpr std::chrono::milliseconds kCatchUpTime{30000};
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
 }  // namespace
 
 /// One SQLite connection, used under a mutex, plus the thread that runs the async calls.
-class Journal::Database final {
+class SqliteJournal::Database final {
 public:
     explicit Database(const std::filesystem::path& path) : path_(path) {
         const int opened = sqlite3_open_v2(path.c_str(), &db_,
@@ -310,7 +308,33 @@ auto on_journal_thread(asio::thread_pool& thread, Work work)
 
 }  // namespace
 
-std::unique_ptr<Journal> Journal::open(const std::filesystem::path& path) {
+nlohmann::json history_body(const std::string& task_id, const std::vector<HistoryRun>& runs) {
+    auto out = nlohmann::json::array();
+    for (const auto& run : runs) {
+        nlohmann::json entry = {{"run_id", run.id},
+                                {"delivery_id", run.delivery_id},
+                                {"received_at", iso_time(run.received_at_ms)},
+                                {"state", run.state},
+                                {"resumes", run.resumes}};
+        entry["ended_at"] =
+            run.ended_at_ms ? nlohmann::json(iso_time(*run.ended_at_ms)) : nlohmann::json();
+        auto steps = nlohmann::json::array();
+        entry["attempts"] = nlohmann::json::array();
+        for (const auto& step : run.steps) {
+            // The attempts summary is the part people read: lifted out of the step list.
+            if (step.key == "attempts") {
+                entry["attempts"] = step.value;
+                continue;
+            }
+            steps.push_back({{"step", step.key}, {"at", iso_time(step.at_ms)}, {"value", step.value}});
+        }
+        entry["steps"] = std::move(steps);
+        out.push_back(std::move(entry));
+    }
+    return {{"task_id", task_id}, {"runs", std::move(out)}};
+}
+
+std::unique_ptr<SqliteJournal> SqliteJournal::open(const std::filesystem::path& path) {
     if (path.empty()) throw JournalError("the journal path is empty: set JOURNAL_PATH to a file");
     std::error_code error;
     if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), error);
@@ -319,18 +343,18 @@ std::unique_ptr<Journal> Journal::open(const std::filesystem::path& path) {
                                        path.string(), path.parent_path().string(),
                                        error.message()));
     }
-    return std::unique_ptr<Journal>(new Journal(path, std::make_unique<Database>(path)));
+    return std::unique_ptr<SqliteJournal>(new SqliteJournal(path, std::make_unique<Database>(path)));
 }
 
-Journal::Journal(std::filesystem::path path, std::unique_ptr<Database> database)
+SqliteJournal::SqliteJournal(std::filesystem::path path, std::unique_ptr<Database> database)
     : path_(std::move(path)), database_(std::move(database)) {}
 
-Journal::~Journal() {
+SqliteJournal::~SqliteJournal() {
     // Calls still queued on the journal thread finish before the connection closes.
     database_->thread().join();
 }
 
-std::optional<JobId> Journal::record_job_now(const std::string& task_id,
+std::optional<JobId> SqliteJournal::record_job_now(const std::string& task_id,
                                              const std::string& delivery_id,
                                              SystemClock::time_point received_at) {
     const std::lock_guard lock(database_->mutex());
@@ -345,7 +369,7 @@ std::optional<JobId> Journal::record_job_now(const std::string& task_id,
     return sqlite3_last_insert_rowid(database_->db());
 }
 
-void Journal::record_checkpoint_now(JobId job, const std::string& key,
+void SqliteJournal::record_checkpoint_now(JobId job, const std::string& key,
                                     const nlohmann::json& value) {
     const std::lock_guard lock(database_->mutex());
     Database::Statement upsert(
@@ -357,7 +381,7 @@ void Journal::record_checkpoint_now(JobId job, const std::string& key,
     (void)upsert.step();
 }
 
-void Journal::record_ending_now(JobId job, const std::string& state) {
+void SqliteJournal::record_ending_now(JobId job, const std::string& state) {
     const std::lock_guard lock(database_->mutex());
     Database::Statement update(*database_,
                                "UPDATE jobs SET state = ?, ended_at_ms = ? WHERE id = ?",
@@ -366,7 +390,7 @@ void Journal::record_ending_now(JobId job, const std::string& state) {
     (void)update.step();
 }
 
-asio::awaitable<std::optional<JobId>> Journal::record_job(std::string task_id,
+asio::awaitable<std::optional<JobId>> SqliteJournal::record_job(std::string task_id,
                                                           std::string delivery_id,
                                                           SystemClock::time_point received_at) {
     // Named before the co_await: GCC 12 destroys temporaries inside a co_await twice.
@@ -375,7 +399,7 @@ asio::awaitable<std::optional<JobId>> Journal::record_job(std::string task_id,
     co_return co_await database_->write(std::move(write));
 }
 
-asio::awaitable<void> Journal::record_checkpoint(JobId job, std::string key,
+asio::awaitable<void> SqliteJournal::record_checkpoint(JobId job, std::string key,
                                                  nlohmann::json value) {
     auto write = [this, job, key = std::move(key), value = std::move(value)] {
         record_checkpoint_now(job, key, value);
@@ -383,13 +407,13 @@ asio::awaitable<void> Journal::record_checkpoint(JobId job, std::string key,
     co_await database_->write(std::move(write));
 }
 
-asio::awaitable<void> Journal::record_ending(JobId job, std::string state) {
+asio::awaitable<void> SqliteJournal::record_ending(JobId job, std::string state) {
     auto write = [this, job, state = std::move(state)] { record_ending_now(job, state); };
     co_await database_->write(std::move(write));
 }
 
 // TODO: finished jobs and their checkpoints are kept forever; the journal needs a retention period (and a VACUUM) so the file does not grow without bound.
-std::vector<JobRecord> Journal::take_unfinished_jobs() {
+std::vector<JobRecord> SqliteJournal::take_unfinished_jobs() {
     const std::lock_guard lock(database_->mutex());
     // A resume after which the job recorded nothing new, though it had a while to, is a
     // stalled one: a job that keeps bringing the service down stalls; a job that was merely
@@ -450,9 +474,9 @@ std::vector<JobRecord> Journal::take_unfinished_jobs() {
     return jobs;
 }
 
-nlohmann::json Journal::task_history_now(const std::string& task_id) {
+nlohmann::json SqliteJournal::task_history_now(const std::string& task_id) {
     const std::lock_guard lock(database_->mutex());
-    auto runs = nlohmann::json::array();
+    std::vector<HistoryRun> runs;
     Database::Statement select(
         *database_,
         "SELECT id, delivery_id, received_at_ms, state, ended_at_ms, resumes FROM jobs "
@@ -460,12 +484,13 @@ nlohmann::json Journal::task_history_now(const std::string& task_id) {
         "could not read the history");
     select.bind(1, task_id).bind(2, static_cast<std::int64_t>(kHistoryRuns));
     while (select.step()) {
-        nlohmann::json run = {{"run_id", select.number(0)},
-                              {"delivery_id", select.text(1)},
-                              {"received_at", iso_time(select.number(2))},
-                              {"state", select.text(3)},
-                              {"resumes", select.number(5)}};
-        run["ended_at"] = select.is_null(4) ? nlohmann::json() : nlohmann::json(iso_time(select.number(4)));
+        HistoryRun run;
+        run.id = select.number(0);
+        run.delivery_id = select.text(1);
+        run.received_at_ms = select.number(2);
+        run.state = select.text(3);
+        if (!select.is_null(4)) run.ended_at_ms = select.number(4);
+        run.resumes = static_cast<int>(select.number(5));
         runs.push_back(std::move(run));
     }
     for (auto& run : runs) {
@@ -473,32 +498,22 @@ nlohmann::json Journal::task_history_now(const std::string& task_id) {
             *database_,
             "SELECT key, value, written_at_ms FROM checkpoints WHERE job_id = ? ORDER BY rowid",
             "could not read the history");
-        checkpoints.bind(1, run["run_id"].get<std::int64_t>());
-        auto steps = nlohmann::json::array();
+        checkpoints.bind(1, run.id);
         while (checkpoints.step()) {
             auto value = nlohmann::json::parse(checkpoints.text(1), nullptr, false);
             if (value.is_discarded()) value = "(not valid JSON)";
-            // The attempts summary is the part people read: lifted out of the step list.
-            if (checkpoints.text(0) == "attempts") {
-                run["attempts"] = std::move(value);
-                continue;
-            }
-            steps.push_back({{"step", checkpoints.text(0)},
-                             {"at", iso_time(checkpoints.number(2))},
-                             {"value", std::move(value)}});
+            run.steps.push_back({checkpoints.text(0), std::move(value), checkpoints.number(2)});
         }
-        run["steps"] = std::move(steps);
-        if (!run.contains("attempts")) run["attempts"] = nlohmann::json::array();
     }
-    return {{"task_id", task_id}, {"runs", std::move(runs)}};
+    return history_body(task_id, runs);
 }
 
-asio::awaitable<nlohmann::json> Journal::task_history(std::string task_id) {
+asio::awaitable<nlohmann::json> SqliteJournal::task_history(std::string task_id) {
     auto read = [this, task_id = std::move(task_id)] { return task_history_now(task_id); };
     co_return co_await on_journal_thread(database_->thread(), std::move(read));
 }
 
-std::optional<std::string> Journal::problem() const {
+std::optional<std::string> SqliteJournal::problem() const {
     // The exclusive lock is held and the file was checked at open; what can still go wrong
     // is the disk: a full or vanished folder.
     std::error_code error;

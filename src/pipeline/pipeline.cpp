@@ -1166,6 +1166,7 @@ Pipeline::Pipeline(asio::any_io_executor executor, Dependencies dependencies)
       deps_(dependencies),
       enhancement_slots_(executor, static_cast<std::size_t>(deps_.settings.rate_limit_enhancement)),
       validation_slots_(executor, static_cast<std::size_t>(deps_.settings.rate_limit_validation)),
+      task_slots_(executor, static_cast<std::size_t>(std::max(1, deps_.settings.max_concurrent_tasks))),
       stop_signal_(executor, asio::steady_timer::time_point::max()) {
     auto models = deps_.settings.models;
     std::stable_sort(models.begin(), models.end(),
@@ -1198,10 +1199,11 @@ asio::awaitable<service::Admission> Pipeline::admit(service::TaskJob job,
         co_return admission;
     }
     if (!wait_for_end) {
-        spawn(std::move(job), std::move(lock), {}, 0, 0);
+        spawn(std::move(job), std::move(lock), {}, 0, 0, {});
         co_return admission;
     }
     ++in_flight_;
+    const auto slot = co_await task_slots_.acquire();
     const std::vector<std::pair<std::string, nlohmann::json>> nothing_recorded;
     TaskRun task_run(*this, std::move(job), &lock, nothing_recorded, 0, 0);
     const auto ending = co_await task_run.run();
@@ -1211,10 +1213,15 @@ asio::awaitable<service::Admission> Pipeline::admit(service::TaskJob job,
     co_return admission;
 }
 
-void Pipeline::resume(journal::JobRecord job, locking::TaskLocks::Guard lock) {
+void Pipeline::resume(journal::JobRecord job, locking::TaskLocks::Guard lock, OnEnd on_end) {
     service::TaskJob task_job{job.task_id, job.delivery_id, job.received_at, job.id};
     spawn(std::move(task_job), std::move(lock), std::move(job.checkpoints), job.resumes,
-          job.stalled_resumes);
+          job.stalled_resumes, std::move(on_end));
+}
+
+std::size_t Pipeline::free_slots() const {
+    const auto cap = static_cast<std::size_t>(std::max(1, deps_.settings.max_concurrent_tasks));
+    return in_flight_ >= cap ? 0 : cap - in_flight_;
 }
 
 asio::awaitable<Ending> Pipeline::run(service::TaskJob job) {
@@ -1241,14 +1248,18 @@ void Pipeline::stop() {
 
 void Pipeline::spawn(service::TaskJob job, locking::TaskLocks::Guard lock,
                      std::vector<std::pair<std::string, nlohmann::json>> recorded, int resumes,
-                     int stalled_resumes) {
+                     int stalled_resumes, OnEnd on_end) {
     ++in_flight_;
     asio::co_spawn(
         executor_,
         [this, job = std::move(job), lock = std::move(lock), recorded = std::move(recorded),
-         resumes, stalled_resumes]() mutable -> asio::awaitable<void> {
+         resumes, stalled_resumes, on_end = std::move(on_end)]() mutable -> asio::awaitable<void> {
+            // Past MAX_CONCURRENT_TASKS a run waits here, recorded, for a slot.
+            const auto slot = co_await task_slots_.acquire();
             TaskRun task_run(*this, std::move(job), &lock, recorded, resumes, stalled_resumes);
-            count_ending(co_await task_run.run());
+            const auto ending = co_await task_run.run();
+            count_ending(ending);
+            if (on_end) co_await on_end(ending);
             // The lock goes when this coroutine ends, after every write to the task.
         },
         [this](std::exception_ptr) { --in_flight_; });

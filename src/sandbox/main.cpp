@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
             return 1;
         }
         if (!options.service_url.empty())
-            (void)iea::sandbox::parse_service_url(options.service_url);
+            (void)iea::sandbox::parse_service_urls(options.service_url);
         if (options.data_dir.empty()) {
             std::string pattern =
                 (std::filesystem::temp_directory_path() / "iea-sandbox-XXXXXX").string();

@@ -40,7 +40,9 @@ struct Options {
     unsigned short port = 0;
     std::filesystem::path data_dir;
     std::string scenario_file;
-    std::string service_url;  ///< Where webhooks go; a bare origin gets /webhook/clickup.
+    /// Where webhooks go; a bare origin gets /webhook/clickup. Several URLs separated by
+    /// commas stand for instances behind one load balancer: sends go round-robin.
+    std::string service_url;
     std::string webhook_secret = "test-secret-1";
     std::string field_id = "00000000-aaaa-4bbb-8ccc-000000000001";
 };
@@ -301,6 +303,9 @@ struct ServiceUrl {
 /// Parses http://127.0.0.1:P[/path] (or localhost); a bare origin gets /webhook/clickup.
 /// Throws std::invalid_argument for any other host or scheme.
 [[nodiscard]] ServiceUrl parse_service_url(const std::string& url);
+
+/// The URLs of a comma-separated --service-url, each parsed as above.
+[[nodiscard]] std::vector<ServiceUrl> parse_service_urls(const std::string& urls);
 
 /// Milliseconds since the Unix epoch.
 [[nodiscard]] std::int64_t now_ms();

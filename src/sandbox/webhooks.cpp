@@ -46,6 +46,18 @@ ServiceUrl parse_service_url(const std::string& url) {
     return out;
 }
 
+std::vector<ServiceUrl> parse_service_urls(const std::string& urls) {
+    std::vector<ServiceUrl> out;
+    std::size_t start = 0;
+    for (;;) {
+        const auto comma = urls.find(',', start);
+        out.push_back(parse_service_url(urls.substr(start, comma - start)));
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+    }
+    return out;
+}
+
 json Sandbox::history_item(const std::string& field, json before, json after, bool by_service) {
     json user = by_service ? json{{"id", 99000001},
                                   {"username", "image-edit-agent"},
@@ -132,7 +144,9 @@ asio::awaitable<void> Sandbox::deliver(std::string body,
 
 asio::awaitable<Delivery> Sandbox::send_once(const std::string& body, Delivery record) {
     record.seq = next_delivery_seq_++;
-    const auto url = parse_service_url(options_.service_url);
+    // Round-robin over the instances, as a load balancer in front of them would.
+    const auto urls = parse_service_urls(options_.service_url);
+    const auto& url = urls[static_cast<std::size_t>(record.seq) % urls.size()];
 
     // Sign exactly the bytes that go out, unless a test asked for a broken signature.
     std::string wire = body;

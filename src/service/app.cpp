@@ -1,5 +1,7 @@
 #include "iea/service/app.hpp"
 
+#include <unistd.h>
+
 #include <csignal>
 
 #include <boost/asio/as_tuple.hpp>
@@ -20,8 +22,13 @@
 #include "iea/providers/openrouter.hpp"
 #include "iea/providers/wavespeed.hpp"
 #include "iea/service/intake.hpp"
+#include "iea/service/job_queue.hpp"
 #include "iea/service/readiness.hpp"
 #include "iea/service/wiring.hpp"
+#include "iea/state/redis_client.hpp"
+#include "iea/state/redis_journal.hpp"
+#include "iea/state/redis_locks.hpp"
+#include "iea/state/redis_queue.hpp"
 
 namespace iea::service {
 namespace {
@@ -47,7 +54,7 @@ asio::awaitable<void> sweep_stale_locks(locking::TaskLocks& locks) {
 
 /// Picks up every job a crash or a shutdown left unfinished, each under its task's lock, so
 /// a tick of the same task arriving meanwhile is answered "already processing".
-void resume_unfinished_jobs(journal::Journal& journal, locking::TaskLocks& locks,
+void resume_unfinished_jobs(journal::SqliteJournal& journal, locking::TaskLocks& locks,
                             pipeline::Pipeline& runner) {
     static const logging::Logger log("service");
     auto jobs = journal.take_unfinished_jobs();
@@ -84,6 +91,52 @@ asio::awaitable<void> wait_until(Done done, std::chrono::steady_clock::duration 
     }
 }
 
+/// This instance's name in Redis: INSTANCE_ID, or the host name and port, which stay the
+/// same across a restart of the same deployment.
+std::string instance_name(const config::Settings& settings) {
+    if (!settings.instance_id.empty()) return settings.instance_id;
+    std::array<char, 256> host{};
+    if (gethostname(host.data(), host.size() - 1) != 0) host[0] = '\0';
+    const std::string name = host[0] != '\0' ? host.data() : "instance";
+    if (settings.port != 0) return name + ":" + std::to_string(settings.port);
+    return name + ":pid" + std::to_string(getpid());
+}
+
+/// Everything STATE_BACKEND=redis shares with the other instances. The blocking queue reads
+/// get a connection of their own, so that they hold up no other command.
+struct SharedState {
+    SharedState(asio::io_context& io, const config::Settings& settings,
+                const state::RedisEndpoint& endpoint, const std::string& instance)
+        : commands(io.get_executor(), endpoint, {.name = "redis"}),
+          reads(io.get_executor(), endpoint, {.name = "redis-queue-reads"}),
+          queue(commands, reads, queue_options(settings, instance)),
+          journal(commands, endpoint.redacted(), queue.options(), settings.lock_ttl),
+          task_locks(commands, settings.job_claim_after, "iea:", instance) {}
+
+    static state::JobQueueOptions queue_options(const config::Settings& settings,
+                                                const std::string& instance) {
+        state::JobQueueOptions options;
+        options.consumer = instance;
+        options.claim_after = settings.job_claim_after;
+        options.batch = static_cast<std::size_t>(settings.max_concurrent_tasks);
+        return options;
+    }
+
+    state::RedisClient commands;
+    state::RedisClient reads;
+    state::RedisJobQueue queue;
+    state::RedisJournal journal;
+    state::RedisTaskLocks task_locks;
+};
+
+state::RedisEndpoint redis_endpoint(const config::Settings& settings) {
+    try {
+        return state::parse_redis_url(settings.redis_url.reveal());
+    } catch (const std::invalid_argument& error) {
+        throw config::ConfigError({std::string("REDIS_URL: ") + error.what()});
+    }
+}
+
 }  // namespace
 
 int run_service(const config::Settings& settings) {
@@ -91,13 +144,26 @@ int run_service(const config::Settings& settings) {
     asio::io_context io(1);
 
     // The journal first: without it an accepted task could be lost, so the service refuses to
-    // run (the reason goes to the log and to stderr).
-    std::unique_ptr<journal::Journal> journal;
-    try {
-        journal = journal::Journal::open(settings.journal_path);
-    } catch (const journal::JournalError& error) {
-        log.error("Journal unusable, not starting", {{"error", error.what()}});
-        throw;
+    // run (the reason goes to the log and to stderr). One instance keeps it in SQLite; several
+    // share Redis, which also holds the queue of jobs and the task locks.
+    const bool shared_mode = settings.state_backend == "redis";
+    std::unique_ptr<journal::SqliteJournal> own_journal;
+    std::unique_ptr<SharedState> shared;
+    journal::Journal* journal = nullptr;
+    if (shared_mode) {
+        const auto endpoint = redis_endpoint(settings);
+        shared = std::make_unique<SharedState>(io, settings, endpoint, instance_name(settings));
+        shared->commands.start();
+        shared->reads.start();
+        journal = &shared->journal;
+    } else {
+        try {
+            own_journal = journal::SqliteJournal::open(settings.journal_path);
+        } catch (const journal::JournalError& error) {
+            log.error("Journal unusable, not starting", {{"error", error.what()}});
+            throw;
+        }
+        journal = own_journal.get();
     }
 
     // Providers, image intake, prompts and the pipeline, shared by every task.
@@ -106,10 +172,21 @@ int run_service(const config::Settings& settings) {
 
     locking::TaskLocks locks(settings.lock_ttl, settings.lock_cleanup_interval);
     locking::DeliveryLog deliveries(settings.lock_ttl);
+    std::unique_ptr<QueuedTasks> queued;
+    TaskRunner* admissions = &runner;
+    if (shared_mode) {
+        queued = std::make_unique<QueuedTasks>(io.get_executor(), shared->journal, shared->queue,
+                                               shared->task_locks, locks, runner);
+        admissions = queued.get();
+    }
     WebhookIntake intake({settings.clickup_webhook_secret.reveal(), settings.ai_edit_field_id,
                           settings.webhook_answer == "when_done"},
-                         locks, deliveries, runner);
-    resume_unfinished_jobs(*journal, locks, runner);
+                         locks, deliveries, *admissions);
+    if (shared_mode) {
+        queued->start();
+    } else {
+        resume_unfinished_jobs(*own_journal, locks, runner);
+    }
 
     // Readiness and the gauges others own, read when asked.
     Readiness readiness;
@@ -118,7 +195,7 @@ int run_service(const config::Settings& settings) {
         if (problems.empty()) return std::nullopt;
         return problems.front();
     });
-    readiness.add_check("journal", [&journal] { return journal->problem(); });
+    readiness.add_check(shared_mode ? "redis" : "journal", [journal] { return journal->problem(); });
     const auto locks_reading = metrics::read_at_scrape(metrics::Reading::kLocksHeld, [&locks] {
         return static_cast<double>(locks.stats().total_locks);
     });
@@ -126,8 +203,14 @@ int run_service(const config::Settings& settings) {
         return static_cast<double>(runner.in_flight());
     });
 
-    auto router =
-        make_router(locks, intake, *journal, settings.history_api_token, readiness);
+    QueueReading queue_reading = [&runner, &queued]() -> nlohmann::json {
+        if (queued) return queued->depth();
+        return {{"backend", "sqlite"},
+                {"waiting", runner.waiting()},
+                {"running", runner.in_flight() - runner.waiting()}};
+    };
+    auto router = make_router(locks, intake, *journal, settings.history_api_token, readiness,
+                              queue_reading);
 
     http::Server server(io,
                         {settings.bind_address, static_cast<unsigned short>(settings.port),
@@ -141,7 +224,7 @@ int run_service(const config::Settings& settings) {
     log.info("Service listening", {{"address", settings.bind_address},
                                    {"port", server.port()},
                                    {"version", IEA_VERSION},
-                                   {"journal", journal->path().string()}});
+                                   {"journal", journal->location()}});
 
     asio::co_spawn(io, sweep_stale_locks(locks), asio::detached);
 
@@ -155,6 +238,7 @@ int run_service(const config::Settings& settings) {
         log.info("Shutdown requested",
                  {{"signal", signal_number}, {"tasks_running", runner.in_flight()}});
         intake.stop_taking_work();
+        if (queued) queued->stop_taking_work();
         runner.pause();
         asio::co_spawn(
             io,

@@ -17,9 +17,12 @@ nlohmann::json health_body() {
             {"version", IEA_VERSION}};
 }
 
-void add_health_routes(http::Router& router, const locking::TaskLocks& locks) {
-    const auto health = [](const http::Request&) -> boost::asio::awaitable<http::Response> {
-        co_return http::json_response(http::Status::ok, health_body());
+void add_health_routes(http::Router& router, const locking::TaskLocks& locks,
+                       QueueReading queue) {
+    const auto health = [queue](const http::Request&) -> boost::asio::awaitable<http::Response> {
+        auto body = health_body();
+        if (queue) body["queue"] = queue();
+        co_return http::json_response(http::Status::ok, body);
     };
     router.add(http::Method::get, "/health", health);
     router.add(http::Method::get, "/health/", health);

@@ -124,6 +124,11 @@ boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request
                        {{"task_id", event.task_id}, {"delivery_id", trigger.delivery_id}});
             co_return answer(http::Status::ok, "already_processing", event.task_id, "message",
                              "this delivery was already received");
+        case Admission::Kind::kBusy:
+            log_.info("Task already processing", {{"task_id", event.task_id}});
+            metrics::webhook_answered(metrics::WebhookOutcome::kAlreadyProcessing);
+            co_return answer(http::Status::ok, "already_processing", event.task_id, "message",
+                             "an edit of this task is already running");
         case Admission::Kind::kUnavailable: {
             deliveries_.forget(trigger.delivery_id, signature_key);
             metrics::webhook_answered(metrics::WebhookOutcome::kUnavailable);

@@ -86,7 +86,7 @@ int run_replay_command(const config::Settings& settings,
 
     asio::io_context io(1);
     // The replay is a run like any other: it goes in the journal and its history.
-    const auto journal = journal::Journal::open(settings.journal_path);
+    const auto journal = journal::SqliteJournal::open(settings.journal_path);
     TaskWiring wiring(io, settings, *journal);
     std::optional<pipeline::Ending> ending;
     std::exception_ptr failure;

@@ -6,9 +6,9 @@ namespace iea::service {
 
 http::Router make_router(const locking::TaskLocks& locks, WebhookIntake& intake,
                          journal::Journal& journal, const config::Secret& history_token,
-                         Readiness& readiness) {
+                         Readiness& readiness, QueueReading queue) {
     http::Router router;
-    add_health_routes(router, locks);
+    add_health_routes(router, locks, std::move(queue));
     add_readiness_route(router, readiness);
     add_metrics_route(router);
     add_history_routes(router, journal, history_token);

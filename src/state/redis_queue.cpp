@@ -80,13 +80,13 @@ asio::awaitable<RedisResult<std::string>> RedisJobQueue::enqueue(std::string job
     co_return reply->text;
 }
 
-asio::awaitable<RedisResult<std::vector<QueuedJob>>> RedisJobQueue::read_new() {
+asio::awaitable<RedisResult<std::vector<QueuedJob>>> RedisJobQueue::read_new(std::size_t most) {
     const std::vector<std::string> read = {"XREADGROUP",
                                            "GROUP",
                                            options_.group,
                                            options_.consumer,
                                            "COUNT",
-                                           std::to_string(options_.batch),
+                                           std::to_string(most == 0 ? options_.batch : most),
                                            "BLOCK",
                                            ms_text(options_.block_for),
                                            "STREAMS",
@@ -113,14 +113,30 @@ asio::awaitable<RedisResult<std::vector<QueuedJob>>> RedisJobQueue::read_new() {
     co_return jobs;
 }
 
-// TODO: a job that kills every instance running it is claimed again and again forever; its
-// delivery count (XPENDING) should park it as failed after a few tries.
-asio::awaitable<RedisResult<std::vector<QueuedJob>>> RedisJobQueue::claim_abandoned() {
+asio::awaitable<RedisResult<std::vector<QueuedJob>>> RedisJobQueue::own_pending() {
+    // Id 0 instead of ">" reads this consumer's own pending entries, not new ones.
+    const auto reply = co_await commands_.command("XREADGROUP", "GROUP", options_.group,
+                                                  options_.consumer, "STREAMS", options_.stream,
+                                                  "0");
+    if (!reply) co_return failed(reply.error());
+    std::vector<QueuedJob> jobs;
+    if (reply->is_nil() || reply->is_error_code("NOGROUP")) co_return jobs;
+    if (!reply->is_array() || reply->elements.size() != 1 ||
+        reply->elements[0].elements.size() != 2 ||
+        !append_jobs(reply->elements[0].elements[1], jobs)) {
+        co_return failed_reply(log_, "queue own pending", *reply);
+    }
+    co_return jobs;
+}
+
+asio::awaitable<RedisResult<std::vector<QueuedJob>>> RedisJobQueue::claim_abandoned(
+    std::size_t most) {
+    const auto batch = most == 0 ? options_.batch : most;
     std::vector<QueuedJob> jobs;
     std::string cursor = "0-0";
     // XAUTOCLAIM walks the pending list in pages; stop at its end or at a full batch.
     do {
-        const auto count = std::to_string(options_.batch - jobs.size());
+        const auto count = std::to_string(batch - jobs.size());
         const auto idle = ms_text(options_.claim_after);
         const auto reply = co_await commands_.command("XAUTOCLAIM",
                                                       options_.stream,
@@ -138,7 +154,7 @@ asio::awaitable<RedisResult<std::vector<QueuedJob>>> RedisJobQueue::claim_abando
             co_return failed_reply(log_, "queue claim", *reply);
         }
         cursor = reply->elements[0].text;
-    } while (cursor != "0-0" && jobs.size() < options_.batch);
+    } while (cursor != "0-0" && jobs.size() < batch);
 
     if (!jobs.empty()) {
         log_.info("Claimed abandoned jobs", {{"count", jobs.size()}});

@@ -278,7 +278,25 @@ TEST_CASE("service: the task history needs its bearer token and a task id", "[se
     }
 }
 
+TEST_CASE("service: a bad REDIS_URL stops the start with the reason, never the password",
+          "[service]") {
+    try {
+        iea::testing::ServiceProcess service(
+            iea::testing::Env{{"STATE_BACKEND", "redis"},
+                              {"REDIS_URL", "redis://:test-password-1@127.0.0.1:notaport"}});
+        FAIL("the service started");
+    } catch (const std::exception& error) {
+        const std::string what = error.what();
+        CHECK(what.find("REDIS_URL") != std::string::npos);
+        CHECK(what.find("test-password-1") == std::string::npos);
+    }
+}
+
 TEST_CASE("service: a journal that cannot be used stops the start with the reason", "[service]") {
+    if (iea::testing::testing_on_redis()) {
+        WARN("the SQLite journal is not used with STATE_BACKEND=redis: skipped");
+        return;
+    }
     const auto blocker = iea::testing::scratch_dir("journal-refused") / "a-file";
     std::ofstream(blocker) << "not a folder";
     CHECK_THROWS_WITH(

@@ -1,4 +1,5 @@
 #include "support/harness.hpp"
+#include "support/redis_server.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -158,6 +159,18 @@ std::optional<int> ChildProcess::wait_exit(std::chrono::milliseconds timeout) {
 std::string ChildProcess::stdout_text() const { return read_file(out_path_); }
 std::string ChildProcess::stderr_text() const { return read_file(err_path_); }
 
+bool testing_on_redis() {
+    const char* backend = std::getenv("IEA_TEST_STATE_BACKEND");
+    return backend != nullptr && std::string_view(backend) == "redis";
+}
+
+std::map<std::string, std::string> redis_backend_env(const RedisServer& redis) {
+    return {{"STATE_BACKEND", "redis"},
+            {"REDIS_URL", redis.url()},
+            // A job whose instance died is taken over within seconds, not a minute.
+            {"JOB_CLAIM_AFTER_SECONDS", "2"}};
+}
+
 ServiceProcess::ServiceProcess(std::map<std::string, std::string> env)
     : ServiceProcess(std::move(env), {}) {}
 
@@ -180,6 +193,10 @@ ServiceProcess::ServiceProcess(std::map<std::string, std::string> env,
     full["JOURNAL_PATH"] =
         (scratch_dir("journal-" + std::to_string(++services_started)) / "journal.sqlite3").string();
     for (auto& [key, value] : env) full[key] = value;
+    if (testing_on_redis() && !full.contains("STATE_BACKEND")) {
+        redis_ = std::make_shared<RedisServer>();
+        for (auto& [key, value] : redis_backend_env(*redis_)) full[key] = value;
+    }
 
     // The project's config folder holds the prompts the pipeline needs.
     std::vector<std::string> argv = {(binary_dir() / "image-edit-agent").string(), "serve",

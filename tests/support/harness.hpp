@@ -66,6 +66,15 @@ private:
     std::filesystem::path err_path_;
 };
 
+class RedisServer;
+
+/// True when this run's services keep their state in Redis (IEA_TEST_STATE_BACKEND=redis):
+/// the single-instance suites run once on each backend.
+[[nodiscard]] bool testing_on_redis();
+
+/// Settings that put a service on `redis`, with short takeover times for tests.
+[[nodiscard]] std::map<std::string, std::string> redis_backend_env(const RedisServer& redis);
+
 /// The service binary started on a free port of 127.0.0.1 with `env` added to a minimal
 /// environment (test secret, field id). Waits until it listens.
 class ServiceProcess {
@@ -80,6 +89,7 @@ public:
     static constexpr const char* kFieldId = "00000000-aaaa-4bbb-8ccc-000000000001";
 
 private:
+    std::shared_ptr<RedisServer> redis_;  // its own, when testing on Redis without one given
     std::unique_ptr<ChildProcess> process_;
     unsigned short port_ = 0;
 };

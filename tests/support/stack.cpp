@@ -1,4 +1,5 @@
 #include "support/stack.hpp"
+#include "support/redis_server.hpp"
 
 #include <vips/vips.h>
 
@@ -73,15 +74,20 @@ nlohmann::json SandboxProcess::post(const std::string& path, const nlohmann::jso
 
 void SandboxProcess::remove(const std::string& path) { (void)http_request(port_, "DELETE", path); }
 
-Stack::Stack(Env service_env) {
-    const auto service_port = free_port();
+Stack::Stack(Env service_env, int instances) {
+    std::vector<unsigned short> ports;
+    std::string service_urls;
+    for (int i = 0; i < std::max(1, instances); ++i) {
+        ports.push_back(free_port());
+        if (!service_urls.empty()) service_urls += ",";
+        service_urls += "http://127.0.0.1:" + std::to_string(ports.back()) + "/webhook/clickup";
+    }
     sandbox_ = std::make_unique<SandboxProcess>(std::vector<std::string>{
-        "--service-url", "http://127.0.0.1:" + std::to_string(service_port) + "/webhook/clickup",
+        "--service-url", service_urls,
         "--webhook-secret", ServiceProcess::kSecret, "--field-id", ServiceProcess::kFieldId});
     // Fast settings: the sandbox answers in milliseconds, so waits shrink to match.
     sandbox_->post("/admin/scenario", {{"wavespeed_delay_ms", 60}});
-    Env env = {
-        {"PORT", std::to_string(service_port)},
+    Env common = {
         {"CLICKUP_API_KEY", "test-clickup-key-1"},
         {"OPENROUTER_API_KEY", "test-openrouter-key-1"},
         {"WAVESPEED_API_KEY", "test-wavespeed-key-1"},
@@ -97,20 +103,35 @@ Stack::Stack(Env service_env) {
         {"CLICKUP_RATE_LIMIT_PER_MINUTE", "60000"},
     };
     // One journal for the life of the stack, so a restarted service resumes from it.
-    env["JOURNAL_PATH"] = (scratch_dir("stack-journal") / "journal.sqlite3").string();
-    for (auto& [key, value] : service_env) env[key] = value;
-    service_env_ = env;
-    service_ = std::make_unique<ServiceProcess>(std::move(env));
+    common["JOURNAL_PATH"] = (scratch_dir("stack-journal") / "journal.sqlite3").string();
+    // On Redis, the same: one server for the life of the stack. Several instances always
+    // share one.
+    if ((testing_on_redis() || instances > 1) && !service_env.contains("STATE_BACKEND")) {
+        redis_ = std::make_shared<RedisServer>();
+        for (auto& [key, value] : redis_backend_env(*redis_)) common[key] = value;
+    }
+    for (const auto port : ports) {
+        Env env = common;
+        env["PORT"] = std::to_string(port);
+        // Each instance keeps its name across restarts, so it takes back its own jobs.
+        env["INSTANCE_ID"] = "stack-" + std::to_string(port);
+        for (auto& [key, value] : service_env) env[key] = value;
+        service_envs_.push_back(env);
+        services_.push_back(std::make_unique<ServiceProcess>(std::move(env)));
+    }
 }
 
-int Stack::stop_service(int signal) {
-    service_->process().signal(signal);
-    const auto code = service_->process().wait_exit(std::chrono::seconds(60));
+int Stack::stop_service(int signal, std::size_t instance) {
+    auto& process = services_.at(instance)->process();
+    process.signal(signal);
+    const auto code = process.wait_exit(std::chrono::seconds(60));
     if (!code) throw std::runtime_error("service did not exit after signal " + std::to_string(signal));
     return *code;
 }
 
-void Stack::start_service() { service_ = std::make_unique<ServiceProcess>(service_env_); }
+void Stack::start_service(std::size_t instance) {
+    services_.at(instance) = std::make_unique<ServiceProcess>(service_envs_.at(instance));
+}
 
 std::string Stack::add_task(const std::string& id,
                             const std::string& description,
@@ -138,8 +159,9 @@ nlohmann::json Stack::wait_for_end(const std::string& task_id, std::chrono::mill
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    throw std::runtime_error("task " + task_id + " did not finish; service log:\n" +
-                             service_->process().stdout_text());
+    std::string logs;
+    for (const auto& service : services_) logs += service->process().stdout_text();
+    throw std::runtime_error("task " + task_id + " did not finish; service log:\n" + logs);
 }
 
 nlohmann::json Stack::requests(const std::string& service) {

@@ -34,18 +34,22 @@ private:
     unsigned short port_ = 0;
 };
 
-/// Sandbox + service. `service_env` adds to (and overrides) fast test settings.
+/// Sandbox + service. `service_env` adds to (and overrides) fast test settings. With several
+/// `instances`, they share a Redis of the stack's own and the sandbox sends webhooks to them
+/// in turn, as a load balancer in front of them would.
 class Stack {
 public:
-    explicit Stack(Env service_env = {});
+    explicit Stack(Env service_env = {}, int instances = 1);
 
     SandboxProcess& sandbox() { return *sandbox_; }
-    ServiceProcess& service() { return *service_; }
+    /// The stack's Redis when testing on Redis, else null.
+    RedisServer* redis() { return redis_.get(); }
+    ServiceProcess& service(std::size_t instance = 0) { return *services_.at(instance); }
 
     /// Sends `signal` to the service, waits for it to exit and returns its exit code.
-    int stop_service(int signal);
+    int stop_service(int signal, std::size_t instance = 0);
     /// Starts the service again on the same port and journal.
-    void start_service();
+    void start_service(std::size_t instance = 0);
 
     /// Creates a task holding `image` (file path) and `description`; returns its id.
     std::string add_task(const std::string& id,
@@ -60,9 +64,10 @@ public:
     nlohmann::json requests(const std::string& service);
 
 private:
+    std::shared_ptr<RedisServer> redis_;
     std::unique_ptr<SandboxProcess> sandbox_;
-    std::unique_ptr<ServiceProcess> service_;
-    Env service_env_;
+    std::vector<std::unique_ptr<ServiceProcess>> services_;
+    std::vector<Env> service_envs_;
 };
 
 }  // namespace iea::testing

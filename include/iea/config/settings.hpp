@@ -105,6 +105,13 @@ struct Settings {
     std::string webhook_answer;  ///< "at_once" or "when_done"
     Secret history_api_token;
 
+    // state shared between instances
+    std::string state_backend;  ///< "sqlite" (one instance) or "redis" (several)
+    Secret redis_url;           ///< redis://[[user]:password@]host[:port][/db]
+    std::string instance_id;    ///< This instance's name in Redis; empty: host name and port
+    int max_concurrent_tasks = 0;
+    std::chrono::milliseconds job_claim_after{};
+
     // locking
     std::chrono::milliseconds lock_ttl{};
     int lock_cleanup_interval = 0;

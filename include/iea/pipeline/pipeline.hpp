@@ -10,6 +10,7 @@
 /// recorded (nothing paid for twice), and each write to the task happens once.
 
 #include <cstddef>
+#include <functional>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -60,13 +61,23 @@ public:
     [[nodiscard]] boost::asio::awaitable<service::Admission> admit(
         service::TaskJob job, locking::TaskLocks::Guard lock, bool wait_for_end) override;
 
-    /// Picks up a job a restart interrupted, from its last checkpoint; returns at once.
-    void resume(journal::JobRecord job, locking::TaskLocks::Guard lock);
+    /// Called when a run started by resume() stops, before its lock is released: with its
+    /// ending, or kInterrupted when it stopped for a shutdown.
+    using OnEnd = std::function<boost::asio::awaitable<void>(Ending)>;
+
+    /// Picks up a job a restart interrupted (or the queue handed over), from its last
+    /// checkpoint; returns at once.
+    void resume(journal::JobRecord job, locking::TaskLocks::Guard lock, OnEnd on_end = {});
 
     /// Runs one task to its end as a new journal job, without a lock; for `replay` and tests.
     [[nodiscard]] boost::asio::awaitable<Ending> run(service::TaskJob job);
 
+    /// Runs taken, whether running or waiting for one of the MAX_CONCURRENT_TASKS slots.
     [[nodiscard]] std::size_t in_flight() const { return in_flight_; }
+    /// Of those, the ones waiting for a slot.
+    [[nodiscard]] std::size_t waiting() const { return in_flight_ - task_slots_.in_use(); }
+    /// Slots free for one more run to start at once.
+    [[nodiscard]] std::size_t free_slots() const;
 
     /// Shutdown, first phase: every run stops at its next checkpoint (before it starts any new
     /// step) and stays in the journal for the next start. Returns at once.
@@ -84,10 +95,11 @@ private:
     Dependencies deps_;
     AsyncSemaphore enhancement_slots_;
     AsyncSemaphore validation_slots_;
+    AsyncSemaphore task_slots_;
     std::vector<std::string> model_priority_;
     void spawn(service::TaskJob job, locking::TaskLocks::Guard lock,
                std::vector<std::pair<std::string, nlohmann::json>> recorded, int resumes,
-               int stalled_resumes);
+               int stalled_resumes, OnEnd on_end);
 
     std::size_t in_flight_ = 0;
     bool pausing_ = false;

@@ -2,6 +2,10 @@
 
 /// Wiring of the running service: HTTP routes, intake, locks, signals.
 
+#include <functional>
+
+#include <nlohmann/json.hpp>
+
 #include "iea/config/settings.hpp"
 #include "iea/http/server.hpp"
 #include "iea/journal/journal.hpp"
@@ -9,8 +13,12 @@
 
 namespace iea::service {
 
+/// The job queue's depth as /health shows it ("queue"), read when asked.
+using QueueReading = std::function<nlohmann::json()>;
+
 /// Adds GET /health, /health/ and /health/locks.
-void add_health_routes(http::Router& router, const locking::TaskLocks& locks);
+void add_health_routes(http::Router& router, const locking::TaskLocks& locks,
+                       QueueReading queue = {});
 
 /// Adds GET /metrics: every metric in the Prometheus text format.
 void add_metrics_route(http::Router& router);
@@ -28,7 +36,7 @@ class Readiness;
 [[nodiscard]] http::Router make_router(const locking::TaskLocks& locks, WebhookIntake& intake,
                                        journal::Journal& journal,
                                        const config::Secret& history_token,
-                                       Readiness& readiness);
+                                       Readiness& readiness, QueueReading queue = {});
 
 /// The `/health` body: status, timestamp, service and version.
 [[nodiscard]] nlohmann::json health_body();

@@ -28,6 +28,7 @@ struct Admission {
     enum class Kind {
         kAccepted,     ///< Recorded durably; running (or, when waited for, ended: see ending).
         kRedelivered,  ///< The journal already holds this delivery.
+        kBusy,         ///< The task has a run going or waiting, on this or another instance.
         kUnavailable,  ///< It could not be recorded; ClickUp should send it again later.
     };
     Kind kind = Kind::kAccepted;

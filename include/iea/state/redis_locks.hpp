@@ -24,12 +24,17 @@ namespace iea::state {
 /// scripts, so a run that outlived its TTL cannot extend or free a lock another run took.
 class RedisTaskLocks final {
   public:
-    /// Uses `redis`, which must outlive this object.
-    RedisTaskLocks(RedisClient& redis, std::chrono::milliseconds ttl, std::string prefix = "iea:");
+    /// Uses `redis`, which must outlive this object. Tokens start with `owner` (the instance
+    /// id) when one is given, so that a restarted instance can take back its own locks.
+    RedisTaskLocks(RedisClient& redis, std::chrono::milliseconds ttl, std::string prefix = "iea:",
+                   std::string owner = {});
 
     /// Takes the lock of `task_id` (SET NX PX): its fresh random owner token, or nothing when
     /// another owner holds it.
     asio::awaitable<RedisResult<std::optional<std::string>>> acquire(std::string task_id);
+    /// Like acquire(), but also takes the lock over when it is held under this owner's name:
+    /// by this instance's previous process, which died with the lock.
+    asio::awaitable<RedisResult<std::optional<std::string>>> take_back(std::string task_id);
     /// Restarts the TTL if `token` still owns the lock; false when the lock was lost.
     asio::awaitable<RedisResult<bool>> renew(std::string task_id, std::string token);
     /// Frees the lock if `token` still owns it; false when it did not (it had expired, and
@@ -41,8 +46,11 @@ class RedisTaskLocks final {
 
   private:
     RedisClient& redis_;
+    [[nodiscard]] std::string new_token() const;
+
     std::chrono::milliseconds ttl_;
     std::string prefix_;
+    std::string owner_;
     logging::Logger log_;
 };
 

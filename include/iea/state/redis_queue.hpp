@@ -61,13 +61,17 @@ class RedisJobQueue final {
     /// Appends a job; returns its entry id.
     asio::awaitable<RedisResult<std::string>> enqueue(std::string job_json);
 
-    /// Takes up to `batch` entries never read by any consumer, waiting up to `block_for`
-    /// for one to arrive; empty when none came.
-    asio::awaitable<RedisResult<std::vector<QueuedJob>>> read_new();
+    /// Takes up to `most` (0: `batch`) entries never read by any consumer, waiting up to
+    /// `block_for` for one to arrive; empty when none came.
+    asio::awaitable<RedisResult<std::vector<QueuedJob>>> read_new(std::size_t most = 0);
 
-    /// Claims up to `batch` entries pending longer than `claim_after` with any consumer
-    /// (one that died, most likely); they are now this consumer's.
-    asio::awaitable<RedisResult<std::vector<QueuedJob>>> claim_abandoned();
+    /// Claims up to `most` (0: `batch`) entries pending longer than `claim_after` with any
+    /// consumer (one that died, most likely); they are now this consumer's.
+    asio::awaitable<RedisResult<std::vector<QueuedJob>>> claim_abandoned(std::size_t most = 0);
+
+    /// Entries this consumer read and never acknowledged: after a restart under the same
+    /// instance id, the jobs its previous process was running.
+    asio::awaitable<RedisResult<std::vector<QueuedJob>>> own_pending();
 
     /// Resets the idle time of an entry this consumer owns; false when it is no longer
     /// this consumer's (another claimed it, or it was acknowledged): stop working on it.

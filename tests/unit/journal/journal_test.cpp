@@ -12,7 +12,7 @@
 #include "iea/journal/journal.hpp"
 #include "support/harness.hpp"
 
-using iea::journal::Journal;
+using iea::journal::SqliteJournal;
 using iea::journal::JournalError;
 using iea::journal::SystemClock;
 using iea::testing::scratch_dir;
@@ -49,7 +49,7 @@ void run_sql(const std::filesystem::path& path, const std::string& sql) {
 TEST_CASE("A job is recorded once per delivery, even across reopening") {
     const auto path = fresh_journal_path("once");
     {
-        auto journal = Journal::open(path);
+        auto journal = SqliteJournal::open(path);
         const auto first = run(journal->record_job("task-1", "wh:1", SystemClock::now()));
         REQUIRE(first.has_value());
         CHECK_FALSE(run(journal->record_job("task-1", "wh:1", SystemClock::now())).has_value());
@@ -57,14 +57,14 @@ TEST_CASE("A job is recorded once per delivery, even across reopening") {
         REQUIRE(second.has_value());
         CHECK(*second != *first);
     }
-    auto reopened = Journal::open(path);
+    auto reopened = SqliteJournal::open(path);
     CHECK_FALSE(reopened->record_job_now("task-1", "wh:1", SystemClock::now()).has_value());
 }
 
 TEST_CASE("Unfinished jobs come back with their checkpoints, in the order written") {
     const auto path = fresh_journal_path("resume");
     {
-        auto journal = Journal::open(path);
+        auto journal = SqliteJournal::open(path);
         const auto finished = *journal->record_job_now("task-a", "wh:a", SystemClock::now());
         const auto open = *journal->record_job_now("task-b", "wh:b", SystemClock::now());
         run(journal->record_checkpoint(open, "task", {{"request", "make it blue"}}));
@@ -74,7 +74,7 @@ TEST_CASE("Unfinished jobs come back with their checkpoints, in the order writte
         run(journal->record_checkpoint(open, "prompt/1/m", {{"prompt", "second"}}));
         run(journal->record_ending(finished, "complete"));
     }
-    auto journal = Journal::open(path);
+    auto journal = SqliteJournal::open(path);
     auto jobs = journal->take_unfinished_jobs();
     REQUIRE(jobs.size() == 1);
     const auto& job = jobs.front();
@@ -96,26 +96,26 @@ TEST_CASE("Unfinished jobs come back with their checkpoints, in the order writte
 
 TEST_CASE("A job that had time to catch up and recorded nothing is a stalled one") {
     const auto path = fresh_journal_path("stalled");
-    auto journal = Journal::open(path);
+    auto journal = SqliteJournal::open(path);
     const auto id = *journal->record_job_now("task-s", "wh:s", SystemClock::now());
     journal->record_checkpoint_now(id, "task", {{"request", "r"}});
     CHECK(journal->take_unfinished_jobs().front().stalled_resumes == 0);
     // As if the last resume was long ago and nothing came of it.
     journal.reset();
     run_sql(path, "UPDATE jobs SET resumed_at_ms = 0;");
-    journal = Journal::open(path);
+    journal = SqliteJournal::open(path);
     auto stalled = journal->take_unfinished_jobs();
     CHECK(stalled.front().stalled_resumes == 1);
     // A new step resets it.
     journal->record_checkpoint_now(id, "image", {{"source_url", "http://127.0.0.1/x"}});
     journal.reset();
     run_sql(path, "UPDATE jobs SET resumed_at_ms = 0;");
-    journal = Journal::open(path);
+    journal = SqliteJournal::open(path);
     CHECK(journal->take_unfinished_jobs().front().stalled_resumes == 0);
 }
 
 TEST_CASE("A task's history lists its runs newest first, with attempts lifted out") {
-    auto journal = Journal::open(fresh_journal_path("history"));
+    auto journal = SqliteJournal::open(fresh_journal_path("history"));
     const auto older = *journal->record_job_now("task-h", "wh:1", SystemClock::now());
     journal->record_ending_now(older, "blocked");
     const auto newer = *journal->record_job_now("task-h", "wh:2", SystemClock::now());
@@ -156,7 +156,7 @@ TEST_CASE("A journal of the first schema is migrated, keeping its jobs") {
         INSERT INTO checkpoints VALUES(1, 'task', '{"request":"old"}', 2);
         PRAGMA user_version = 1;)");
 
-    auto journal = Journal::open(path);
+    auto journal = SqliteJournal::open(path);
     auto jobs = journal->take_unfinished_jobs();
     REQUIRE(jobs.size() == 1);
     CHECK(jobs[0].task_id == "task-old");
@@ -170,45 +170,45 @@ TEST_CASE("A journal that cannot be trusted stops the start with the reason") {
     SECTION("a damaged file") {
         const auto path = fresh_journal_path("damaged");
         std::ofstream(path) << std::string(8192, 'x');
-        CHECK_THROWS_WITH(Journal::open(path), Catch::Contains("is not a journal") &&
+        CHECK_THROWS_WITH(SqliteJournal::open(path), Catch::Contains("is not a journal") &&
                                                    Catch::Contains(path.string()));
     }
     SECTION("somebody else's SQLite file") {
         const auto path = fresh_journal_path("foreign");
         run_sql(path, "CREATE TABLE invoices(id INTEGER);");
-        CHECK_THROWS_WITH(Journal::open(path), Catch::Contains("other tables"));
+        CHECK_THROWS_WITH(SqliteJournal::open(path), Catch::Contains("other tables"));
     }
     SECTION("a file from a newer version") {
         const auto path = fresh_journal_path("newer");
-        (void)Journal::open(path);
+        (void)SqliteJournal::open(path);
         run_sql(path, "PRAGMA user_version = 99;");
-        CHECK_THROWS_WITH(Journal::open(path), Catch::Contains("newer version"));
+        CHECK_THROWS_WITH(SqliteJournal::open(path), Catch::Contains("newer version"));
     }
     SECTION("a folder that cannot be made") {
         const auto blocker = scratch_dir("journal-blocker") / "a-file";
         std::ofstream(blocker) << "not a folder";
-        CHECK_THROWS_WITH(Journal::open(blocker / "journal.sqlite3"),
+        CHECK_THROWS_WITH(SqliteJournal::open(blocker / "journal.sqlite3"),
                           Catch::Contains("cannot be created"));
     }
     SECTION("a journal with the right version but a table missing its columns") {
         const auto path = fresh_journal_path("columns");
-        (void)Journal::open(path);
+        (void)SqliteJournal::open(path);
         run_sql(path, "DROP TABLE checkpoints; CREATE TABLE checkpoints(x);");
-        CHECK_THROWS_WITH(Journal::open(path), Catch::Contains("expected tables"));
+        CHECK_THROWS_WITH(SqliteJournal::open(path), Catch::Contains("expected tables"));
     }
     SECTION("no path at all") {
-        CHECK_THROWS_WITH(Journal::open(""), Catch::Contains("JOURNAL_PATH"));
+        CHECK_THROWS_WITH(SqliteJournal::open(""), Catch::Contains("JOURNAL_PATH"));
     }
     SECTION("a journal another process holds") {
         const auto path = fresh_journal_path("held");
-        const auto first = Journal::open(path);
-        CHECK_THROWS_WITH(Journal::open(path), Catch::Contains("in use"));
+        const auto first = SqliteJournal::open(path);
+        CHECK_THROWS_WITH(SqliteJournal::open(path), Catch::Contains("in use"));
     }
 }
 
 TEST_CASE("A read-only journal is refused") {
     const auto path = fresh_journal_path("read-only");
-    (void)Journal::open(path);
+    (void)SqliteJournal::open(path);
     // root ignores file modes: the file is made immutable instead, where the disk allows it.
     const bool as_root = ::geteuid() == 0;
     const auto command = (as_root ? "chattr +i '" : "chmod a-w '") + path.string() + "'";
@@ -218,7 +218,7 @@ TEST_CASE("A read-only journal is refused") {
     }
     std::string refusal;
     try {
-        (void)Journal::open(path);
+        (void)SqliteJournal::open(path);
     } catch (const JournalError& error) {
         refusal = error.what();
     }
@@ -230,13 +230,13 @@ TEST_CASE("A read-only journal is refused") {
 TEST_CASE("One damaged record is reported, and does not hide the other unfinished jobs") {
     const auto path = fresh_journal_path("damaged-row");
     {
-        auto journal = Journal::open(path);
+        auto journal = SqliteJournal::open(path);
         const auto good = *journal->record_job_now("task-good", "wh:g", SystemClock::now());
         journal->record_checkpoint_now(good, "task", {{"request", "r"}});
         (void)journal->record_job_now("task-bad", "wh:b", SystemClock::now());
     }
     run_sql(path, "INSERT INTO checkpoints VALUES(2, 'task', '{not json', 0);");
-    auto journal = Journal::open(path);
+    auto journal = SqliteJournal::open(path);
     const auto jobs = journal->take_unfinished_jobs();
     REQUIRE(jobs.size() == 2);
     CHECK(jobs[0].damaged.empty());

@@ -51,7 +51,7 @@ Routes served_routes() {
     NoRunner runner;
     iea::service::WebhookIntake intake({"test-secret-1", "field-1"}, locks, deliveries, runner);
     const auto journal =
-        iea::journal::Journal::open(iea::testing::scratch_dir("openapi") / "journal.sqlite3");
+        iea::journal::SqliteJournal::open(iea::testing::scratch_dir("openapi") / "journal.sqlite3");
     const iea::config::Secret no_token;
     iea::service::Readiness readiness;
     const auto router = iea::service::make_router(locks, intake, *journal, no_token, readiness);

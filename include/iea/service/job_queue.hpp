@@ -1,0 +1,77 @@
+#pragma once
+
+/// Several instances sharing Redis (STATE_BACKEND=redis): an accepted tick goes into the
+/// shared job queue instead of straight into this instance's pipeline, and every instance
+/// takes jobs from the queue as it has room (MAX_CONCURRENT_TASKS), so a burst waits in Redis
+/// and is spread over whoever is free.
+///
+/// A job runs under its task's Redis lock, kept alive while it runs together with the job's
+/// queue entry; a job whose instance died goes quiet and is taken over by another instance
+/// after JOB_CLAIM_AFTER_SECONDS, resuming from its checkpoints. A restarted instance (same
+/// INSTANCE_ID) takes back its own unfinished jobs at once. On shutdown, the jobs it had not
+/// finished are handed back to the queue for the others.
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <nlohmann/json.hpp>
+
+#include "iea/locking/task_locks.hpp"
+#include "iea/logging/log.hpp"
+#include "iea/pipeline/pipeline.hpp"
+#include "iea/service/intake.hpp"
+#include "iea/state/redis_journal.hpp"
+#include "iea/state/redis_locks.hpp"
+#include "iea/state/redis_queue.hpp"
+
+namespace iea::service {
+
+class QueuedTasks final : public TaskRunner {
+  public:
+    /// Everything given must outlive this object.
+    QueuedTasks(boost::asio::any_io_executor executor, state::RedisJournal& journal,
+                state::RedisJobQueue& queue, state::RedisTaskLocks& task_locks,
+                locking::TaskLocks& local_locks, pipeline::Pipeline& runner);
+
+    /// Records the tick and queues it (one atomic step in Redis); the run starts on whichever
+    /// instance has room first. With `wait_for_end`, waits for the job's ending.
+    [[nodiscard]] boost::asio::awaitable<Admission> admit(TaskJob job,
+                                                          locking::TaskLocks::Guard lock,
+                                                          bool wait_for_end) override;
+
+    /// Starts taking jobs: first this instance's own unfinished ones, then new and abandoned.
+    void start();
+    /// Shutdown: no more jobs are taken; runs that stop for it are handed back to the queue.
+    void stop_taking_work();
+    /// True once the taking loop has returned after stop_taking_work().
+    [[nodiscard]] bool stopped() const { return stopped_; }
+
+    /// The queue as last read (every instance's jobs), for /health.
+    [[nodiscard]] nlohmann::json depth() const;
+
+  private:
+    boost::asio::awaitable<void> take_jobs();
+    boost::asio::awaitable<void> start_job(state::QueuedJob entry, bool taking_back);
+    /// Renews the task's Redis lock and the queue entry until `running` turns false.
+    boost::asio::awaitable<void> keep_alive(std::string task_id, std::string entry,
+                                            std::shared_ptr<std::string> token,
+                                            std::shared_ptr<bool> running);
+
+    boost::asio::any_io_executor executor_;
+    state::RedisJournal& journal_;
+    state::RedisJobQueue& queue_;
+    state::RedisTaskLocks& task_locks_;
+    locking::TaskLocks& local_locks_;
+    pipeline::Pipeline& runner_;
+    bool stopping_ = false;
+    bool stopped_ = false;
+    std::size_t starting_ = 0;  // jobs read from the queue, not yet in the pipeline
+    state::QueueDepth last_depth_;
+    bool depth_known_ = false;
+    logging::Logger log_{"queue"};
+};
+
+}  // namespace iea::service

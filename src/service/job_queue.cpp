@@ -1,0 +1,279 @@
+#include "iea/service/job_queue.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+// GCC 12 at -O2 reports -Wmismatched-new-delete for some coroutine frames in this file (the
+// frame comes from Asio's recycling operator new and goes back through the matching operator
+// delete; a known false positive for coroutine frames).
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
+namespace iea::service {
+namespace {
+
+namespace asio = boost::asio;
+constexpr auto kAsTuple = asio::as_tuple(asio::use_awaitable);
+// How often a run that waits for its ending (WEBHOOK_ANSWER=when_done) looks.
+constexpr auto kEndingPoll = std::chrono::milliseconds(250);
+// Pause after the queue could not be read (Redis away), and while every slot is taken.
+constexpr auto kRetryPause = std::chrono::milliseconds(500);
+constexpr auto kFullPause = std::chrono::milliseconds(100);
+// How often a running job's lock and queue entry are kept alive, as a part of their life.
+constexpr int kKeepAlivesPerLife = 3;
+
+asio::awaitable<void> sleep_for(std::chrono::milliseconds pause) {
+    asio::steady_timer timer(co_await asio::this_coro::executor, pause);
+    co_await timer.async_wait(kAsTuple);
+}
+
+/// What a queue entry names: the job and its task.
+struct EntryJob {
+    journal::JobId job = 0;
+    std::string task_id;
+};
+
+std::optional<EntryJob> read_entry(const state::QueuedJob& entry) {
+    const auto body = nlohmann::json::parse(entry.body, nullptr, false);
+    if (!body.is_object() || !body.contains("job_id") || !body["job_id"].is_number_integer() ||
+        !body.contains("task_id") || !body["task_id"].is_string()) {
+        return std::nullopt;
+    }
+    return EntryJob{body["job_id"].get<journal::JobId>(), body["task_id"].get<std::string>()};
+}
+
+}  // namespace
+
+QueuedTasks::QueuedTasks(asio::any_io_executor executor, state::RedisJournal& journal,
+                         state::RedisJobQueue& queue, state::RedisTaskLocks& task_locks,
+                         locking::TaskLocks& local_locks, pipeline::Pipeline& runner)
+    : executor_(std::move(executor)),
+      journal_(journal),
+      queue_(queue),
+      task_locks_(task_locks),
+      local_locks_(local_locks),
+      runner_(runner) {}
+
+asio::awaitable<Admission> QueuedTasks::admit(TaskJob job, locking::TaskLocks::Guard lock,
+                                              bool wait_for_end) {
+    // This instance's lock kept the tick from racing a run of the task here; from now on the
+    // task's Redis lock and queued marker speak for every instance.
+    lock.release();
+    Admission admission;
+    const auto queued =
+        co_await journal_.enqueue(job.task_id, job.delivery_id, job.received_at, true);
+    if (!queued) {
+        log_.error("Task not taken: Redis did not record it",
+                   {{"task_id", job.task_id}, {"error", queued.error().message()}});
+        admission.kind = Admission::Kind::kUnavailable;
+        co_return admission;
+    }
+    switch (queued->outcome) {
+        case state::Enqueued::kRedelivered:
+            admission.kind = Admission::Kind::kRedelivered;
+            co_return admission;
+        case state::Enqueued::kBusy:
+            admission.kind = Admission::Kind::kBusy;
+            co_return admission;
+        case state::Enqueued::kAccepted:
+            break;
+    }
+    log_.debug("Task queued", {{"task_id", job.task_id}, {"run_id", queued->job}});
+    if (!wait_for_end) co_return admission;
+
+    // The original's way: answer when the edit has ended, on whichever instance ran it.
+    for (;;) {
+        const auto state = co_await journal_.state_of(queued->job);
+        if (state && *state != journal::kRunning) {
+            admission.ending = *state;
+            co_return admission;
+        }
+        co_await sleep_for(kEndingPoll);
+    }
+}
+
+void QueuedTasks::start() {
+    asio::co_spawn(executor_, take_jobs(), asio::detached);
+}
+
+void QueuedTasks::stop_taking_work() { stopping_ = true; }
+
+nlohmann::json QueuedTasks::depth() const {
+    nlohmann::json body{{"backend", "redis"},
+                        {"this_instance",
+                         {{"running", runner_.in_flight() - runner_.waiting()},
+                          {"free_slots", runner_.free_slots()}}}};
+    if (depth_known_) {
+        body["waiting"] = last_depth_.waiting;
+        body["running"] = last_depth_.running;
+    }
+    return body;
+}
+
+asio::awaitable<void> QueuedTasks::take_jobs() {
+    // The group first; Redis may still be starting.
+    while (!stopping_) {
+        if (co_await queue_.ensure_group()) break;
+        co_await sleep_for(kRetryPause);
+    }
+    // Jobs this instance's previous process left unfinished: taken back at once rather than
+    // after the claim timeout.
+    while (!stopping_) {
+        const auto own = co_await queue_.own_pending();
+        if (!own) {
+            co_await sleep_for(kRetryPause);
+            continue;
+        }
+        if (!own->empty()) log_.info("Taking back unfinished tasks", {{"count", own->size()}});
+        for (auto& entry : *own) asio::co_spawn(executor_, start_job(entry, true), asio::detached);
+        break;
+    }
+
+    const auto claim_every = queue_.options().claim_after / 2;
+    auto next_claim = std::chrono::steady_clock::now();
+    while (!stopping_) {
+        if (auto depth = co_await queue_.depth(); depth) {
+            last_depth_ = *depth;
+            depth_known_ = true;
+        }
+        const auto free = runner_.free_slots();
+        const auto room = free > starting_ ? free - starting_ : 0;
+        if (room == 0) {
+            co_await sleep_for(kFullPause);
+            continue;
+        }
+        std::vector<state::QueuedJob> taken;
+        if (std::chrono::steady_clock::now() >= next_claim) {
+            next_claim = std::chrono::steady_clock::now() + claim_every;
+            if (auto claimed = co_await queue_.claim_abandoned(room); claimed) {
+                taken = std::move(*claimed);
+            }
+        }
+        if (taken.size() < room) {
+            auto fresh = co_await queue_.read_new(room - taken.size());
+            if (!fresh) {
+                co_await sleep_for(kRetryPause);
+            } else {
+                for (auto& entry : *fresh) taken.push_back(std::move(entry));
+            }
+        }
+        for (auto& entry : taken) {
+            ++starting_;
+            asio::co_spawn(executor_, start_job(std::move(entry), false), asio::detached);
+        }
+    }
+    stopped_ = true;
+}
+
+asio::awaitable<void> QueuedTasks::start_job(state::QueuedJob entry, bool taking_back) {
+    // starting_ counts jobs on their way into the pipeline, so that no more are read than
+    // there is room for; taken-back jobs were never counted.
+    struct Started {
+        std::size_t* count;
+        ~Started() {
+            if (count != nullptr) --*count;
+        }
+    } started{taking_back ? nullptr : &starting_};
+
+    const auto named = read_entry(entry);
+    if (!named) {
+        log_.error("Queue entry dropped: it names no job", {{"entry", entry.id}});
+        (void)co_await queue_.acknowledge(entry.id);
+        co_return;
+    }
+    const auto job = named->job;
+    const auto& task_id = named->task_id;
+
+    // A run of this task already going here: the entry waits to be claimed again later.
+    auto local_lock = local_locks_.try_acquire(task_id);
+    if (!local_lock) co_return;
+
+    state::RedisResult<std::optional<std::string>> token;
+    if (taking_back) {
+        token = co_await task_locks_.take_back(task_id);
+    } else {
+        token = co_await task_locks_.acquire(task_id);
+    }
+    if (!token) co_return;  // Redis away: the entry stays pending and is claimed later
+    if (!*token) {
+        // Another instance runs this task. A fresh tick is dropped, as a tick during a run
+        // always is; a job that ran before waits for the lock and is claimed again later.
+        const auto resumed = co_await journal_.taken_before(job);
+        if (resumed && !*resumed) {
+            log_.info("Task already processing elsewhere, tick dropped",
+                      {{"task_id", task_id}, {"run_id", job}});
+            co_await journal_.record_ending(job, "superseded");
+        }
+        co_return;
+    }
+    auto release = [&]() -> asio::awaitable<void> {
+        (void)co_await task_locks_.release(task_id, **token);
+    };
+
+    auto taken = co_await journal_.take(job);
+    if (!taken) {
+        co_await release();
+        co_return;
+    }
+    if (!*taken || (*taken)->state != journal::kRunning) {
+        // Expired or ended already (a hand-back raced its ending): nothing left to run.
+        (void)co_await queue_.acknowledge(entry.id);
+        co_await release();
+        co_return;
+    }
+    auto record = std::move(**taken);
+    if (!record.damaged.empty()) {
+        log_.error("Run cannot be resumed, its record is damaged",
+                   {{"task_id", task_id}, {"run_id", job}, {"error", record.damaged}});
+        co_await journal_.record_ending(job, "damaged");
+        co_await release();
+        co_return;
+    }
+
+    auto lock_token = std::make_shared<std::string>(std::move(**token));
+    auto running = std::make_shared<bool>(true);
+    asio::co_spawn(executor_, keep_alive(task_id, entry.id, lock_token, running), asio::detached);
+    pipeline::Pipeline::OnEnd on_end = [this, job, task_id, lock_token,
+                                        running](pipeline::Ending ending) -> asio::awaitable<void> {
+        *running = false;
+        // Stopped for a shutdown: back to the queue, so that another instance goes on at once.
+        if (ending == pipeline::Ending::kInterrupted) {
+            if (co_await journal_.hand_back(job)) {
+                log_.info("Unfinished task handed back to the queue",
+                          {{"task_id", task_id}, {"run_id", job}});
+            }
+        }
+        (void)co_await task_locks_.release(task_id, *lock_token);
+    };
+    runner_.resume(std::move(record), std::move(*local_lock), std::move(on_end));
+}
+
+asio::awaitable<void> QueuedTasks::keep_alive(std::string task_id, std::string entry,
+                                              std::shared_ptr<std::string> token,
+                                              std::shared_ptr<bool> running) {
+    const auto every = task_locks_.ttl() / kKeepAlivesPerLife;
+    auto next = std::chrono::steady_clock::now() + every;
+    bool lost_logged = false;
+    while (*running) {
+        co_await sleep_for(kFullPause);
+        if (!*running || std::chrono::steady_clock::now() < next) continue;
+        next = std::chrono::steady_clock::now() + every;
+
+        const auto renewed = co_await task_locks_.renew(task_id, *token);
+        if (renewed && !*renewed && *running) {
+            // Expired (Redis was away longer than its life): take it again if nobody else did.
+            const auto again = co_await task_locks_.acquire(task_id);
+            if (again && *again) {
+                *token = **again;
+            } else if (again && !lost_logged) {
+                log_.warning("Task lock lost to another instance", {{"task_id", task_id}});
+                lost_logged = true;
+            }
+        }
+        (void)co_await queue_.touch(entry);
+    }
+}
+
+}  // namespace iea::service

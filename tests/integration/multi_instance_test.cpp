@@ -1,0 +1,192 @@
+// Several instances behind one URL, sharing a real redis-server: the sandbox sends ClickUp's
+// webhooks to them in turn, as a load balancer would. Every tick must run exactly once, on
+// whichever instance, and survive the death of an instance or a restart of Redis.
+
+#include <signal.h>
+
+#include <fstream>
+#include <thread>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "support/redis_server.hpp"
+#include "support/stack.hpp"
+
+using iea::testing::Env;
+using iea::testing::Stack;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kHistoryToken = "test-history-token-1";
+
+std::string test_image() {
+    const auto path = iea::testing::scratch_dir("multi-images") / "banner.png";
+    std::ofstream(path, std::ios::binary) << iea::testing::make_test_png(640, 400);
+    return path.string();
+}
+
+std::size_t count_titled(const json& task, const std::string& prefix) {
+    std::size_t count = 0;
+    for (const auto& attachment : task.at("attachments")) {
+        if (attachment.at("title").get<std::string>().starts_with(prefix)) ++count;
+    }
+    return count;
+}
+
+std::size_t count_in(const std::string& text, const std::string& needle) {
+    std::size_t count = 0;
+    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
+        ++count;
+    }
+    return count;
+}
+
+json history(Stack& stack, std::size_t instance, const std::string& task_id) {
+    const auto reply = iea::testing::http_request(
+        stack.service(instance).port(), "GET", "/tasks/" + task_id, {},
+        {{"Authorization", std::string("Bearer ") + kHistoryToken}});
+    REQUIRE(reply.status == 200);
+    return json::parse(reply.body);
+}
+
+/// The task ended complete with one of each write, and the live instances show one run.
+void check_ended_once(Stack& stack, const std::string& task_id,
+                      std::vector<std::size_t> live = {0, 1}) {
+    INFO("task " << task_id);
+    const auto task = stack.wait_for_end(task_id, std::chrono::seconds(90));
+    CHECK(task.at("status").at("status") == "complete");
+    CHECK_FALSE(task.at("ai_edit").get<bool>());
+    CHECK(task.at("comments").size() == 1);
+    CHECK(count_titled(task, "ai-source_") == 1);
+    CHECK(count_titled(task, "ai-edit_") == 1);
+    for (const auto instance : live) {
+        const auto runs = history(stack, instance, task_id).at("runs");
+        REQUIRE(runs.size() == 1);
+        CHECK(runs[0].at("state") == "complete");
+    }
+}
+
+std::string log_of(Stack& stack, std::size_t instance) {
+    return stack.service(instance).process().stdout_text();
+}
+
+/// Waits until one instance has logged `line`; returns which, or nothing.
+std::optional<std::size_t> wait_for_log(Stack& stack, const std::string& line) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::chrono::steady_clock::now() < deadline) {
+        for (std::size_t instance = 0; instance < 2; ++instance) {
+            if (log_of(stack, instance).find(line) != std::string::npos) return instance;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+TEST_CASE("20 copies of one tick spread over two instances start exactly one run") {
+    IEA_REQUIRE_REDIS_SERVER();
+    Stack stack(Env{{"HISTORY_API_TOKEN", kHistoryToken}}, 2);
+    const auto id = stack.add_task("m1", "Make the background teal.", test_image());
+    stack.tick(id, 20);
+    check_ended_once(stack, id);
+
+    // Only one instance ran it.
+    CHECK(count_in(log_of(stack, 0) + log_of(stack, 1), "\"Task started\"") == 1);
+}
+
+TEST_CASE("Ticks of 10 tasks spread over two instances all complete, each exactly once") {
+    IEA_REQUIRE_REDIS_SERVER();
+    // Three at a time each: the queue holds the rest, and both instances must take part.
+    Stack stack(Env{{"HISTORY_API_TOKEN", kHistoryToken}, {"MAX_CONCURRENT_TASKS", "3"}}, 2);
+    stack.sandbox().post("/admin/scenario", {{"wavespeed_delay_ms", 300}});
+    std::vector<std::string> tasks;
+    for (int i = 1; i <= 10; ++i) {
+        tasks.push_back(
+            stack.add_task("t" + std::to_string(i), "Make the background teal.", test_image()));
+    }
+    for (const auto& id : tasks) stack.tick(id);
+    for (const auto& id : tasks) check_ended_once(stack, id);
+
+    const auto started_a = count_in(log_of(stack, 0), "\"Task started\"");
+    const auto started_b = count_in(log_of(stack, 1), "\"Task started\"");
+    CHECK(started_a + started_b == 10);
+    CHECK(started_a >= 1);
+    CHECK(started_b >= 1);
+}
+
+TEST_CASE("An instance killed in the middle of a task: the other takes it over and finishes it") {
+    IEA_REQUIRE_REDIS_SERVER();
+    Stack stack(Env{{"HISTORY_API_TOKEN", kHistoryToken}}, 2);
+    // Slow generations, so that the kill lands while a paid generation is under way.
+    stack.sandbox().post("/admin/scenario", {{"wavespeed_delay_ms", 1500}});
+    const auto id = stack.add_task("k1", "Make the background teal.", test_image());
+    stack.tick(id);
+
+    const auto runner = wait_for_log(stack, "\"Prompt enhanced\"");
+    REQUIRE(runner);
+    const auto other = 1 - *runner;
+    CHECK(stack.stop_service(SIGKILL, *runner) == 128 + SIGKILL);
+
+    check_ended_once(stack, id, {other});
+    const auto runs = history(stack, other, id).at("runs");
+    CHECK(runs[0].at("resumes").get<int>() >= 1);
+    CHECK(log_of(stack, other).find("\"Task resumed\"") != std::string::npos);
+    // The generation paid for before the kill is polled again, not submitted again.
+    std::size_t submissions = 0;
+    for (const auto& request : stack.requests("wavespeed")) {
+        const auto path = request.at("path").get<std::string>();
+        if (request.at("method") == "POST" && path.find("/predictions") == std::string::npos &&
+            path.find("/media/") == std::string::npos) {
+            ++submissions;
+        }
+    }
+    CHECK(submissions == 2);  // one per configured model, once
+}
+
+TEST_CASE("Redis restarted in the middle of runs: nothing lost, nothing done twice") {
+    IEA_REQUIRE_REDIS_SERVER();
+    Stack stack(Env{{"HISTORY_API_TOKEN", kHistoryToken}}, 2);
+    stack.sandbox().post("/admin/scenario", {{"wavespeed_delay_ms", 500}});
+    std::vector<std::string> tasks;
+    for (int i = 1; i <= 4; ++i) {
+        tasks.push_back(
+            stack.add_task("r" + std::to_string(i), "Make the background teal.", test_image()));
+    }
+    for (const auto& id : tasks) stack.tick(id);
+    REQUIRE(wait_for_log(stack, "\"Prompt enhanced\""));
+
+    // A crash of Redis itself; its append-only file brings back everything it acknowledged.
+    stack.redis()->kill();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    // Meanwhile a new tick cannot be recorded: 503, so that ClickUp sends it again.
+    const auto ready = iea::testing::http_request(stack.service(0).port(), "GET", "/health/ready");
+    CHECK(ready.status == 503);
+    CHECK(ready.body.find("Redis") != std::string::npos);
+    stack.redis()->start();
+
+    for (const auto& id : tasks) check_ended_once(stack, id);
+}
+
+TEST_CASE("A tick arriving while Redis is down is answered 503 and taken when ClickUp sends it again") {
+    IEA_REQUIRE_REDIS_SERVER();
+    Stack stack(Env{{"HISTORY_API_TOKEN", kHistoryToken}}, 2);
+    stack.sandbox().post("/admin/scenario", {{"webhook_retry_ms", 1000}});
+    const auto id = stack.add_task("d1", "Make the background teal.", test_image());
+
+    stack.redis()->stop();
+    stack.tick(id);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    stack.redis()->start();
+
+    check_ended_once(stack, id);
+    bool refused = false;
+    for (const auto& delivery : stack.sandbox().get("/admin/webhooks")) {
+        if (delivery.value("status", 0) == 503) refused = true;
+    }
+    CHECK(refused);
+    // Said once per outage, not once per request.
+    CHECK(count_in(log_of(stack, 0), "\"Redis unreachable\"") <= 2);
+}
