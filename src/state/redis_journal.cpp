@@ -15,15 +15,16 @@ namespace {
 
 using journal::JobId;
 
-// A tick becomes a job in one atomic step: the task is free, the delivery is new, then the
-// job is numbered, recorded, listed under its task and queued. Either all of it or none.
+// A tick becomes a job in one atomic step: the delivery is new (and is remembered even when
+// the task turns out busy, so its redeliveries are known), the task is free, then the job is
+// numbered, recorded, listed under its task and queued. Either all of it or none.
 // KEYS: delivery, lock, queued marker, job counter, stream.
 // ARGV: task id, delivery id, received ms, remember ms, prefix, check busy, runs kept, keep ms.
 const RedisScript kEnqueue(R"lua(
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[4]) then return {'redelivered'} end
 if ARGV[6] == '1' and (redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[3]) == 1) then
   return {'busy'}
 end
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[4]) then return {'redelivered'} end
 local id = redis.call('INCR', KEYS[4])
 local entry = redis.call('XADD', KEYS[5], '*', 'job', cjson.encode({job_id = id, task_id = ARGV[1]}))
 redis.call('HSET', ARGV[5] .. 'job:' .. id, 'job_id', id, 'task_id', ARGV[1], 'delivery_id', ARGV[2],

@@ -146,6 +146,25 @@ TEST_CASE("An instance killed in the middle of a task: the other takes it over a
     CHECK(submissions == 2);  // one per configured model, once
 }
 
+TEST_CASE("An instance stopped for a deploy hands its unfinished task to the other at once") {
+    IEA_REQUIRE_REDIS_SERVER();
+    // The takeover of a dead instance's job waits a minute: a handed-back one must not.
+    Stack stack(Env{{"HISTORY_API_TOKEN", kHistoryToken}, {"JOB_CLAIM_AFTER_SECONDS", "60"}}, 2);
+    stack.sandbox().post("/admin/scenario", {{"wavespeed_delay_ms", 800}});
+    const auto id = stack.add_task("s1", "Make the background teal.", test_image());
+    stack.tick(id);
+
+    const auto runner = wait_for_log(stack, "\"Prompt enhanced\"");
+    REQUIRE(runner);
+    const auto other = 1 - *runner;
+    CHECK(stack.stop_service(SIGTERM, *runner) == 0);
+    CHECK(log_of(stack, *runner).find("\"Unfinished task handed back to the queue\"") !=
+          std::string::npos);
+
+    check_ended_once(stack, id, {other});
+    CHECK(log_of(stack, other).find("\"Task resumed\"") != std::string::npos);
+}
+
 TEST_CASE("Redis restarted in the middle of runs: nothing lost, nothing done twice") {
     IEA_REQUIRE_REDIS_SERVER();
     Stack stack(Env{{"HISTORY_API_TOKEN", kHistoryToken}}, 2);
