@@ -140,7 +140,6 @@ RedisJournal::RedisJournal(RedisClient& redis, std::string location, JobQueueOpt
       queue_(std::move(queue)),
       remember_deliveries_(remember_deliveries),
       prefix_(std::move(prefix)),
-      history_(redis, prefix_),
       log_("journal") {}
 
 std::string RedisJournal::job_key(JobId job) const { return prefix_ + "job:" + std::to_string(job); }
@@ -243,6 +242,11 @@ asio::awaitable<void> RedisJournal::until_answered(JobId job, std::string_view w
     asio::steady_timer pause(co_await asio::this_coro::executor);
     for (;;) {
         const auto outcome = co_await attempt();
+        if (outcome && outcome->is_error()) {
+            // Redis answered but would not do it (out of memory, a key of the wrong type):
+            // waiting would not help.
+            throw std::runtime_error(fmt::format("Redis refused to {}: {}", what, outcome->text));
+        }
         if (outcome) {
             if (paused) log_.info("Run goes on: Redis answers again", {{"run_id", job}});
             co_return;
@@ -267,10 +271,17 @@ asio::awaitable<std::optional<JobId>> RedisJournal::record_job(
     co_return result->job;
 }
 
+asio::awaitable<RedisResult<RedisReply>> RedisJournal::append_checkpoint(
+    JobId job, const std::string& key, const nlohmann::json& value) {
+    const auto checkpoints_key = job_key(job) + ":checkpoints";
+    const nlohmann::json entry = {{"key", key}, {"data", value}, {"at_ms", unix_ms()}};
+    const auto text = entry.dump();
+    co_return co_await redis_.command("RPUSH", checkpoints_key, text);
+}
+
 asio::awaitable<void> RedisJournal::record_checkpoint(JobId job, std::string key,
                                                       nlohmann::json value) {
-    const auto id = std::to_string(job);
-    auto append = [&]() { return history_.append_checkpoint(id, key, value); };
+    auto append = [&]() { return append_checkpoint(job, key, value); };
     co_await until_answered(job, "record a checkpoint", append);
 }
 

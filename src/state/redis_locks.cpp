@@ -79,19 +79,4 @@ asio::awaitable<RedisResult<bool>> RedisTaskLocks::release(std::string task_id, 
     co_return reply->integer == 1;
 }
 
-RedisDeliveryLog::RedisDeliveryLog(RedisClient& redis,
-                                   std::chrono::milliseconds keep_for,
-                                   std::string prefix)
-    : redis_(redis), keep_for_(keep_for), prefix_(std::move(prefix)), log_("state") {}
-
-asio::awaitable<RedisResult<bool>> RedisDeliveryLog::record(std::string delivery_id) {
-    const auto delivery_key = prefix_ + "delivery:" + delivery_id;
-    const auto keep_for = ms_text(keep_for_);
-    const auto reply = co_await redis_.command("SET", delivery_key, "1", "NX", "PX", keep_for);
-    if (!reply) co_return failed(reply.error());
-    if (reply->is_ok()) co_return true;
-    if (reply->is_nil()) co_return false;
-    co_return failed_reply(log_, "delivery record", *reply);
-}
-
 }  // namespace iea::state

@@ -24,7 +24,6 @@
 #include "iea/journal/journal.hpp"
 #include "iea/logging/log.hpp"
 #include "iea/state/redis_client.hpp"
-#include "iea/state/redis_history.hpp"
 #include "iea/state/redis_queue.hpp"
 
 namespace iea::state {
@@ -94,13 +93,15 @@ class RedisJournal final : public journal::Journal {
     asio::awaitable<void> until_answered(journal::JobId job, std::string_view what,
                                          Attempt& attempt);
     [[nodiscard]] std::string job_key(journal::JobId job) const;
+    asio::awaitable<RedisResult<RedisReply>> append_checkpoint(journal::JobId job,
+                                                             const std::string& key,
+                                                             const nlohmann::json& value);
 
     RedisClient& redis_;
     std::string location_;
     JobQueueOptions queue_;
     std::chrono::milliseconds remember_deliveries_;
     std::string prefix_;
-    RedisJobHistory history_;
     logging::Logger log_;
 };
 

@@ -1,6 +1,7 @@
 #pragma once
 
-/// Task locks and delivery dedupe kept in Redis, so that several instances share them.
+/// Task locks kept in Redis, so that several instances share them. (Deliveries seen are kept
+/// by RedisJournal::enqueue, in the same atomic step that records the job.)
 ///
 /// Every call is one round trip on the given client and never blocks the loop. When Redis
 /// cannot be reached the result holds RedisErrc::kUnavailable and nothing is assumed: the
@@ -51,24 +52,6 @@ class RedisTaskLocks final {
     std::chrono::milliseconds ttl_;
     std::string prefix_;
     std::string owner_;
-    logging::Logger log_;
-};
-
-/// Remembers deliveries (webhook_id:history_item_id) for `keep_for`, to spot redeliveries
-/// across instances (key `<prefix>delivery:<id>`).
-class RedisDeliveryLog final {
-  public:
-    RedisDeliveryLog(RedisClient& redis,
-                     std::chrono::milliseconds keep_for,
-                     std::string prefix = "iea:");
-
-    /// Records `delivery_id` (SET NX PX); true the first time it is seen within the period.
-    asio::awaitable<RedisResult<bool>> record(std::string delivery_id);
-
-  private:
-    RedisClient& redis_;
-    std::chrono::milliseconds keep_for_;
-    std::string prefix_;
     logging::Logger log_;
 };
 

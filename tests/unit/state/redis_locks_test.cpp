@@ -11,7 +11,6 @@ namespace asio = boost::asio;
 using namespace iea::testing;
 using iea::state::parse_redis_url;
 using iea::state::RedisClient;
-using iea::state::RedisDeliveryLog;
 using iea::state::RedisTaskLocks;
 
 // Two instances' worth of connections to one server.
@@ -167,22 +166,4 @@ TEST_CASE("redis locks: unavailable while Redis is down, usable again after", "[
     }());
     CHECK(unavailable);
     CHECK(taken_after);
-}
-
-TEST_CASE("redis dedupe: a delivery counts once within its keep period", "[state]") {
-    IEA_REQUIRE_REDIS_SERVER();
-    TwoClients f;
-    RedisDeliveryLog log_a(f.first, 1s);
-    RedisDeliveryLog log_b(f.second, 1s);
-
-    std::vector<bool> firsts;
-    run_task(f.io, [&]() -> asio::awaitable<void> {
-        co_await f.connected();
-        firsts.push_back((co_await log_a.record("webhook-1:history-1")).value());
-        firsts.push_back((co_await log_b.record("webhook-1:history-1")).value());
-        firsts.push_back((co_await log_b.record("webhook-1:history-2")).value());
-        co_await pause_for(1300ms);
-        firsts.push_back((co_await log_a.record("webhook-1:history-1")).value());
-    }());
-    CHECK(firsts == std::vector<bool>{true, false, true, true});
 }

@@ -1,4 +1,4 @@
-#include "iea/state/redis_history.hpp"
+#include "iea/state/redis_journal.hpp"
 #include "iea/state/redis_locks.hpp"
 #include "redis_test_support.hpp"
 
@@ -6,10 +6,11 @@ namespace {
 
 namespace asio = boost::asio;
 using namespace iea::testing;
+using iea::state::Enqueued;
+using iea::state::JobQueueOptions;
 using iea::state::parse_redis_url;
 using iea::state::RedisClient;
-using iea::state::RedisDeliveryLog;
-using iea::state::RedisJobHistory;
+using iea::state::RedisJournal;
 using iea::state::RedisTaskLocks;
 
 }  // namespace
@@ -22,36 +23,40 @@ TEST_CASE("redis state: what Redis acknowledged survives its crash, thanks to th
     RedisClient redis(io.get_executor(), parse_redis_url(server.url()), quick_options());
     redis.start();
     RedisTaskLocks locks(redis, 60s);
-    RedisDeliveryLog deliveries(redis, 60s);
-    RedisJobHistory history(redis);
+    JobQueueOptions queue;
+    queue.consumer = "instance-1";
+    RedisJournal journal(redis, "test redis", queue, 60s);
 
     bool lock_kept = false;
     bool stranger_refused = false;
     bool delivery_remembered = false;
     std::size_t checkpoints = 0;
-    bool checkpoint_refused = false;
     run_task(io, [&]() -> asio::awaitable<void> {
         need(co_await redis.wait_connected(5s), "connected");
         const auto token = (co_await locks.acquire("task-1")).value();
         need(token.has_value(), "lock taken");
-        (void)(co_await deliveries.record("webhook-1:item-1")).value();
-        (void)(co_await history.start("job-1", "task-1")).value();
+        const auto job = (co_await journal.enqueue("task-1", "webhook-1:item-1",
+                                                   std::chrono::system_clock::now(), false))
+                             .value()
+                             .job;
         const nlohmann::json step = {{"url", "https://example.invalid/in.png"}};
-        (void)(co_await history.append_checkpoint("job-1", "image_prepared", step)).value();
+        co_await journal.record_checkpoint(job, "image_prepared", step);
 
         server.kill();
         need(co_await eventually([&] { return !redis.connected(); }), "outage noticed");
-        checkpoint_refused =
-            is_unavailable(co_await history.append_checkpoint("job-1", "generated", step));
         server.start();
         need(co_await redis.wait_connected(5s), "reconnected");
 
         lock_kept = (co_await locks.renew("task-1", *token)).value();
         stranger_refused = !(co_await locks.acquire("task-1")).value().has_value();
-        delivery_remembered = !(co_await deliveries.record("webhook-1:item-1")).value();
-        checkpoints = (co_await history.checkpoints("job-1")).value().size();
+        delivery_remembered =
+            (co_await journal.enqueue("task-1", "webhook-1:item-1", std::chrono::system_clock::now(),
+                                      false))
+                .value()
+                .outcome == Enqueued::kRedelivered;
+        const auto history = co_await journal.task_history("task-1");
+        checkpoints = history["runs"][0]["steps"].size();
     }());
-    CHECK(checkpoint_refused);
     CHECK(lock_kept);
     CHECK(stranger_refused);
     CHECK(delivery_remembered);
