@@ -159,12 +159,24 @@ asio::awaitable<void> QueuedTasks::take_jobs() {
                 for (auto& entry : *fresh) taken.push_back(std::move(entry));
             }
         }
+        if (stopping_) {
+            // Read while the shutdown began (our own hand-backs can come back to this very
+            // read): passed on to the other instances instead of started.
+            for (const auto& entry : taken) co_await hand_back_unstarted(entry);
+            break;
+        }
         for (auto& entry : taken) {
             ++starting_;
             asio::co_spawn(executor_, start_job(std::move(entry), false), asio::detached);
         }
     }
     stopped_ = true;
+}
+
+asio::awaitable<void> QueuedTasks::hand_back_unstarted(const state::QueuedJob& entry) {
+    if (const auto named = read_entry(entry)) {
+        (void)co_await journal_.hand_back(named->job, named->task_id, "");
+    }
 }
 
 asio::awaitable<void> QueuedTasks::start_job(state::QueuedJob entry, bool taking_back) {
@@ -240,9 +252,10 @@ asio::awaitable<void> QueuedTasks::start_job(state::QueuedJob entry, bool taking
         *running = false;
         // Stopped for a shutdown: back to the queue, so that another instance goes on at once.
         if (ending == pipeline::Ending::kInterrupted) {
-            if (co_await journal_.hand_back(job)) {
+            if (co_await journal_.hand_back(job, task_id, *lock_token)) {
                 log_.info("Unfinished task handed back to the queue",
                           {{"task_id", task_id}, {"run_id", job}});
+                co_return;
             }
         }
         (void)co_await task_locks_.release(task_id, *lock_token);

@@ -59,15 +59,20 @@ if redis.call('GET', queued) == redis.call('HGET', KEYS[1], 'job_id') then redis
 return {redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -1)}
 )lua");
 
-// KEYS: job, stream. ARGV: group.
+// Back to the queue in one step with freeing the task's lock and marking the task as waiting,
+// so that the instance taking it finds the lock free and no new tick of the task slips in
+// between. KEYS: job, stream, lock. ARGV: group, lock token, remember ms, prefix.
 const RedisScript kHandBack(R"lua(
 local old = redis.call('HGET', KEYS[1], 'entry')
 if not old or redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
-local body = cjson.encode({job_id = tonumber(redis.call('HGET', KEYS[1], 'job_id')),
-                           task_id = redis.call('HGET', KEYS[1], 'task_id')})
+local task = redis.call('HGET', KEYS[1], 'task_id')
+local id = redis.call('HGET', KEYS[1], 'job_id')
+if ARGV[2] ~= '' and redis.call('GET', KEYS[3]) == ARGV[2] then redis.call('DEL', KEYS[3]) end
 redis.call('XACK', KEYS[2], ARGV[1], old)
 redis.call('XDEL', KEYS[2], old)
+local body = cjson.encode({job_id = tonumber(id), task_id = task})
 redis.call('HSET', KEYS[1], 'entry', redis.call('XADD', KEYS[2], '*', 'job', body))
+redis.call('SET', ARGV[4] .. 'queued:' .. task, id, 'PX', ARGV[3])
 return 1
 )lua");
 
@@ -211,9 +216,13 @@ asio::awaitable<RedisResult<std::optional<journal::JobRecord>>> RedisJournal::ta
     co_return std::optional<journal::JobRecord>(std::move(record));
 }
 
-asio::awaitable<RedisResult<void>> RedisJournal::hand_back(JobId job) {
+asio::awaitable<RedisResult<void>> RedisJournal::hand_back(JobId job, std::string task_id,
+                                                        std::string lock_token) {
     const auto record_key = job_key(job);
-    const auto reply = co_await redis_.eval(kHandBack, 2, record_key, queue_.stream, queue_.group);
+    const auto lock_key = prefix_ + "lock:" + task_id;
+    const auto remember = ms_text(remember_deliveries_);
+    const auto reply = co_await redis_.eval(kHandBack, 3, record_key, queue_.stream, lock_key,
+                                            queue_.group, lock_token, remember, prefix_);
     if (!reply) co_return failed(reply.error());
     if (!reply->is_integer()) co_return failed_reply(log_, "job hand back", *reply);
     co_return boost::system::result<void>();

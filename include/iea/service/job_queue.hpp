@@ -55,6 +55,7 @@ class QueuedTasks final : public TaskRunner {
   private:
     boost::asio::awaitable<void> take_jobs();
     boost::asio::awaitable<void> start_job(state::QueuedJob entry, bool taking_back);
+    boost::asio::awaitable<void> hand_back_unstarted(const state::QueuedJob& entry);
     /// Renews the task's Redis lock and the queue entry until `running` turns false.
     boost::asio::awaitable<void> keep_alive(std::string task_id, std::string entry,
                                             std::shared_ptr<std::string> token,

@@ -67,8 +67,10 @@ class RedisJournal final : public journal::Journal {
     asio::awaitable<RedisResult<std::optional<journal::JobRecord>>> take(journal::JobId job);
 
     /// Puts an unfinished job back at the end of the queue under a new entry, for another
-    /// instance to take at once (this one is shutting down).
-    asio::awaitable<RedisResult<void>> hand_back(journal::JobId job);
+    /// instance to take at once (this one is shutting down), and frees the task's lock when
+    /// `lock_token` holds it; the task counts as waiting, so a new tick of it is not taken.
+    asio::awaitable<RedisResult<void>> hand_back(journal::JobId job, std::string task_id,
+                                                 std::string lock_token);
 
     /// True when an instance took the job before (it is a resume, not a fresh tick).
     asio::awaitable<RedisResult<bool>> taken_before(journal::JobId job);

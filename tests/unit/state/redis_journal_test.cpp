@@ -207,17 +207,29 @@ TEST_CASE("redis journal: a job handed back is taken at once by another instance
     Instance one(io, server.url(), "instance-1");
     Instance two(io, server.url(), "instance-2");
 
+    RedisTaskLocks locks(one.commands, 10s);
     std::vector<QueuedJob> taken_by_two;
     QueueDepth after{};
+    bool lock_freed = false;
+    EnqueueResult tick_meanwhile;
     run_task(io, [&]() -> asio::awaitable<void> {
         co_await one.connected();
         co_await two.connected();
         const auto job = (co_await one.tick("task-1", "wh:1")).job;
         need((co_await one.queue.read_new()).value().size() == 1, "read by one");
-        need((co_await one.journal.hand_back(job)).has_value(), "handed back");
+        need((co_await one.journal.take(job)).has_value(), "taken by one");
+        const auto token = (co_await locks.acquire("task-1")).value();
+        need(token.has_value(), "locked by one");
+        need((co_await one.journal.hand_back(job, "task-1", *token)).has_value(), "handed back");
+        lock_freed = (co_await one.commands.command("EXISTS", "iea:lock:task-1"))->integer == 0;
+        // Waiting in the queue again: a new tick of the task is not a second job.
+        tick_meanwhile = co_await one.tick("task-1", "wh:2");
         taken_by_two = (co_await two.queue.read_new()).value();
         after = (co_await one.queue.depth()).value();
     }());
+
+    CHECK(lock_freed);
+    CHECK(tick_meanwhile.outcome == Enqueued::kBusy);
 
     REQUIRE(taken_by_two.size() == 1);
     CHECK(taken_by_two[0].body.find("\"job_id\":1") != std::string::npos);
