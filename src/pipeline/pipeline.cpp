@@ -145,6 +145,17 @@ public:
         for (const auto& [key, value] : recorded) recorded_[key] = value;
     }
 
+    /// From now on the run stops at its next checkpoint once `given_up` turns true.
+    void stop_when(std::shared_ptr<const bool> given_up) { given_up_ = std::move(given_up); }
+
+    void log_interruption() const {
+        if (given_up_ && *given_up_) {
+            log_.info("Task left to the instance that holds its lock now");
+        } else {
+            log_.info("Task interrupted by shutdown; it resumes at the next start");
+        }
+    }
+
     asio::awaitable<Ending> run();
 
 private:
@@ -226,6 +237,7 @@ private:
     logging::Logger log_;
     int resumes_ = 0;
     int stalled_resumes_ = 0;
+    std::shared_ptr<const bool> given_up_;  // set when the job went to another instance
     std::map<std::string, nlohmann::json> recorded_;  // checkpoints by key
     bool ending_unwritten_ = false;  // a last write to the task failed
 
@@ -247,14 +259,14 @@ asio::awaitable<Ending> TaskRun::run() {
 
     auto outcome = co_await race_the_deadline();
     if (outcome.ending == Ending::kInterrupted) {
-        log_.info("Task interrupted by shutdown; it resumes at the next start");
+        log_interruption();
         co_return Ending::kInterrupted;
     }
     if (!outcome.blocked_reason.empty()) {
         try {
             co_await finish_blocked(outcome.blocked_reason, outcome.fault);
         } catch (const Interrupted&) {
-            log_.info("Task interrupted by shutdown; it resumes at the next start");
+            log_interruption();
             co_return Ending::kInterrupted;
         }
         outcome.ending = Ending::kBlocked;
@@ -1054,7 +1066,7 @@ asio::awaitable<void> TaskRun::end_task(std::string status, std::string comment)
 
 const nlohmann::json* TaskRun::reuse(const std::string& key) {
     if (const auto found = recorded_.find(key); found != recorded_.end()) return &found->second;
-    if (pipeline_.pausing_) throw Interrupted{};
+    if (pipeline_.pausing_ || (given_up_ && *given_up_)) throw Interrupted{};
     return nullptr;
 }
 
@@ -1199,7 +1211,7 @@ asio::awaitable<service::Admission> Pipeline::admit(service::TaskJob job,
         co_return admission;
     }
     if (!wait_for_end) {
-        spawn(std::move(job), std::move(lock), {}, 0, 0, {});
+        spawn(std::move(job), std::move(lock), {}, 0, 0, {}, {});
         co_return admission;
     }
     ++in_flight_;
@@ -1213,10 +1225,11 @@ asio::awaitable<service::Admission> Pipeline::admit(service::TaskJob job,
     co_return admission;
 }
 
-void Pipeline::resume(journal::JobRecord job, locking::TaskLocks::Guard lock, OnEnd on_end) {
+void Pipeline::resume(journal::JobRecord job, locking::TaskLocks::Guard lock, OnEnd on_end,
+                      std::shared_ptr<const bool> given_up) {
     service::TaskJob task_job{job.task_id, job.delivery_id, job.received_at, job.id};
     spawn(std::move(task_job), std::move(lock), std::move(job.checkpoints), job.resumes,
-          job.stalled_resumes, std::move(on_end));
+          job.stalled_resumes, std::move(on_end), std::move(given_up));
 }
 
 std::size_t Pipeline::free_slots() const {
@@ -1248,15 +1261,17 @@ void Pipeline::stop() {
 
 void Pipeline::spawn(service::TaskJob job, locking::TaskLocks::Guard lock,
                      std::vector<std::pair<std::string, nlohmann::json>> recorded, int resumes,
-                     int stalled_resumes, OnEnd on_end) {
+                     int stalled_resumes, OnEnd on_end, std::shared_ptr<const bool> given_up) {
     ++in_flight_;
     asio::co_spawn(
         executor_,
         [this, job = std::move(job), lock = std::move(lock), recorded = std::move(recorded),
-         resumes, stalled_resumes, on_end = std::move(on_end)]() mutable -> asio::awaitable<void> {
+         resumes, stalled_resumes, on_end = std::move(on_end),
+         given_up = std::move(given_up)]() mutable -> asio::awaitable<void> {
             // Past MAX_CONCURRENT_TASKS a run waits here, recorded, for a slot.
             const auto slot = co_await task_slots_.acquire();
             TaskRun task_run(*this, std::move(job), &lock, recorded, resumes, stalled_resumes);
+            task_run.stop_when(std::move(given_up));
             const auto ending = co_await task_run.run();
             count_ending(ending);
             if (on_end) co_await on_end(ending);

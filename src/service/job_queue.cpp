@@ -139,7 +139,7 @@ asio::awaitable<void> QueuedTasks::take_jobs() {
             depth_known_ = true;
         }
         const auto free = runner_.free_slots();
-        const auto room = free > starting_ ? free - starting_ : 0;
+        const auto room = free > *starting_ ? free - *starting_ : 0;
         if (room == 0) {
             co_await sleep_for(kFullPause);
             continue;
@@ -166,7 +166,7 @@ asio::awaitable<void> QueuedTasks::take_jobs() {
             break;
         }
         for (auto& entry : taken) {
-            ++starting_;
+            ++*starting_;
             asio::co_spawn(executor_, start_job(std::move(entry), false), asio::detached);
         }
     }
@@ -183,11 +183,11 @@ asio::awaitable<void> QueuedTasks::start_job(state::QueuedJob entry, bool taking
     // starting_ counts jobs on their way into the pipeline, so that no more are read than
     // there is room for; taken-back jobs were never counted.
     struct Started {
-        std::size_t* count;
+        std::shared_ptr<std::size_t> count;
         ~Started() {
-            if (count != nullptr) --*count;
+            if (count) --*count;
         }
-    } started{taking_back ? nullptr : &starting_};
+    } started{taking_back ? nullptr : starting_};
 
     const auto named = read_entry(entry);
     if (!named) {
@@ -246,10 +246,14 @@ asio::awaitable<void> QueuedTasks::start_job(state::QueuedJob entry, bool taking
 
     auto lock_token = std::make_shared<std::string>(std::move(**token));
     auto running = std::make_shared<bool>(true);
-    asio::co_spawn(executor_, keep_alive(task_id, entry.id, lock_token, running), asio::detached);
-    pipeline::Pipeline::OnEnd on_end = [this, job, task_id, lock_token,
-                                        running](pipeline::Ending ending) -> asio::awaitable<void> {
+    auto lost = std::make_shared<bool>(false);
+    asio::co_spawn(executor_, keep_alive(task_id, entry.id, lock_token, running, lost),
+                   asio::detached);
+    pipeline::Pipeline::OnEnd on_end = [this, job, task_id, lock_token, running,
+                                        lost](pipeline::Ending ending) -> asio::awaitable<void> {
         *running = false;
+        // Another instance runs the job now: nothing of it is this instance's any more.
+        if (*lost) co_return;
         // Stopped for a shutdown: back to the queue, so that another instance goes on at once.
         if (ending == pipeline::Ending::kInterrupted) {
             if (co_await journal_.hand_back(job, task_id, *lock_token)) {
@@ -260,15 +264,15 @@ asio::awaitable<void> QueuedTasks::start_job(state::QueuedJob entry, bool taking
         }
         (void)co_await task_locks_.release(task_id, *lock_token);
     };
-    runner_.resume(std::move(record), std::move(*local_lock), std::move(on_end));
+    runner_.resume(std::move(record), std::move(*local_lock), std::move(on_end), lost);
 }
 
 asio::awaitable<void> QueuedTasks::keep_alive(std::string task_id, std::string entry,
                                               std::shared_ptr<std::string> token,
-                                              std::shared_ptr<bool> running) {
+                                              std::shared_ptr<bool> running,
+                                              std::shared_ptr<bool> lost) {
     const auto every = task_locks_.ttl() / kKeepAlivesPerLife;
     auto next = std::chrono::steady_clock::now() + every;
-    bool lost_logged = false;
     while (*running) {
         co_await sleep_for(kFullPause);
         if (!*running || std::chrono::steady_clock::now() < next) continue;
@@ -280,9 +284,13 @@ asio::awaitable<void> QueuedTasks::keep_alive(std::string task_id, std::string e
             const auto again = co_await task_locks_.acquire(task_id);
             if (again && *again) {
                 *token = **again;
-            } else if (again && !lost_logged) {
-                log_.warning("Task lock lost to another instance", {{"task_id", task_id}});
-                lost_logged = true;
+            } else if (again) {
+                // Redis was away longer than the lock's life and another instance took the
+                // job over: this run stops at its next checkpoint and leaves it to that one.
+                log_.warning("Task taken over by another instance; this run stops",
+                             {{"task_id", task_id}});
+                *lost = true;
+                co_return;
             }
         }
         (void)co_await queue_.touch(entry);

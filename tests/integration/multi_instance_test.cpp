@@ -4,6 +4,7 @@
 
 #include <signal.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 
@@ -174,6 +175,37 @@ TEST_CASE("An instance stopped for a deploy hands its unfinished task to the oth
 
     check_ended_once(stack, id, {other});
     CHECK(log_of(stack, other).find("\"Task resumed\"") != std::string::npos);
+}
+
+TEST_CASE("A run whose task lock another instance took stops and leaves the task to it") {
+    IEA_REQUIRE_REDIS_SERVER();
+    Stack stack(Env{{"HISTORY_API_TOKEN", kHistoryToken}}, 2);
+    stack.sandbox().post("/admin/scenario", {{"wavespeed_delay_ms", 2500}});
+    const auto id = stack.add_task("l1", "Make the background teal.", test_image());
+    stack.tick(id);
+    const auto runner = wait_for_log(stack, "\"Prompt enhanced\"");
+    REQUIRE(runner);
+
+    // What a Redis outage longer than the lock's life can lead to: the lock expired and
+    // someone else holds it now.
+    const auto redis_cli = "redis-cli -p " + std::to_string(stack.redis()->port()) + " ";
+    REQUIRE(std::system((redis_cli + "SET iea:lock:l1 someone-else/1 > /dev/null").c_str()) == 0);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (log_of(stack, *runner).find("Task taken over by another instance") == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    CHECK(log_of(stack, *runner).find("Task taken over by another instance") != std::string::npos);
+    // The other holder goes away; the job is claimed (by either instance) and finished, once,
+    // and the run that lost its lock did not go on.
+    REQUIRE(std::system((redis_cli + "DEL iea:lock:l1 > /dev/null").c_str()) == 0);
+    check_ended_once(stack, id);
+    const auto both = log_of(stack, 0) + log_of(stack, 1);
+    INFO(both);
+    CHECK(count_in(both, "\"Task left to the instance that holds its lock now\"") == 1);
+    CHECK(count_in(both, "\"Task resumed\"") == 1);
+    CHECK(count_in(both, "\"Task completed\"") == 1);
+    CHECK(submissions_made(stack) == 2);
 }
 
 TEST_CASE("Redis restarted in the middle of runs: nothing lost, nothing done twice") {

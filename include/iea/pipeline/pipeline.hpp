@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -66,8 +67,10 @@ public:
     using OnEnd = std::function<boost::asio::awaitable<void>(Ending)>;
 
     /// Picks up a job a restart interrupted (or the queue handed over), from its last
-    /// checkpoint; returns at once.
-    void resume(journal::JobRecord job, locking::TaskLocks::Guard lock, OnEnd on_end = {});
+    /// checkpoint; returns at once. Once `given_up` turns true (the job went to another
+    /// instance), the run stops at its next checkpoint and ends kInterrupted.
+    void resume(journal::JobRecord job, locking::TaskLocks::Guard lock, OnEnd on_end = {},
+                std::shared_ptr<const bool> given_up = {});
 
     /// Runs one task to its end as a new journal job, without a lock; for `replay` and tests.
     [[nodiscard]] boost::asio::awaitable<Ending> run(service::TaskJob job);
@@ -99,7 +102,7 @@ private:
     std::vector<std::string> model_priority_;
     void spawn(service::TaskJob job, locking::TaskLocks::Guard lock,
                std::vector<std::pair<std::string, nlohmann::json>> recorded, int resumes,
-               int stalled_resumes, OnEnd on_end);
+               int stalled_resumes, OnEnd on_end, std::shared_ptr<const bool> given_up);
 
     std::size_t in_flight_ = 0;
     bool pausing_ = false;

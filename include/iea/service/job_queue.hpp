@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -56,10 +57,12 @@ class QueuedTasks final : public TaskRunner {
     boost::asio::awaitable<void> take_jobs();
     boost::asio::awaitable<void> start_job(state::QueuedJob entry, bool taking_back);
     boost::asio::awaitable<void> hand_back_unstarted(const state::QueuedJob& entry);
-    /// Renews the task's Redis lock and the queue entry until `running` turns false.
+    /// Renews the task's Redis lock and the queue entry until `running` turns false; sets
+    /// `lost` when another instance holds the lock.
     boost::asio::awaitable<void> keep_alive(std::string task_id, std::string entry,
                                             std::shared_ptr<std::string> token,
-                                            std::shared_ptr<bool> running);
+                                            std::shared_ptr<bool> running,
+                                            std::shared_ptr<bool> lost);
 
     boost::asio::any_io_executor executor_;
     state::RedisJournal& journal_;
@@ -69,7 +72,9 @@ class QueuedTasks final : public TaskRunner {
     pipeline::Pipeline& runner_;
     bool stopping_ = false;
     bool stopped_ = false;
-    std::size_t starting_ = 0;  // jobs read from the queue, not yet in the pipeline
+    // Jobs read from the queue, not yet in the pipeline. Shared with the coroutines that count
+    // it down, which the event loop may destroy after this object, at exit.
+    std::shared_ptr<std::size_t> starting_ = std::make_shared<std::size_t>(0);
     state::QueueDepth last_depth_;
     bool depth_known_ = false;
     logging::Logger log_{"queue"};
