@@ -322,6 +322,47 @@ TEST_CASE("converter: the convert command writes a PNG or says why not", "[image
     }
 }
 
+TEST_CASE("converter: the convert command keeps the service's limits", "[image]") {
+    const auto dir = iea::testing::scratch_dir("convert-limits");
+    const auto agent = (iea::testing::binary_dir() / "image-edit-agent").string();
+    SECTION("a file that keeps the decoder busy ends with a refusal at the time limit") {
+        // librsvg needs many seconds of blur and noise for this 81-megapixel page.
+        std::ofstream(dir / "slow.svg")
+            << R"svg(<svg xmlns="http://www.w3.org/2000/svg" width="9000" height="9000">)svg"
+            << R"svg(<filter id="f"><feGaussianBlur stdDeviation="400"/>)svg"
+            << R"svg(<feTurbulence baseFrequency="0.01" numOctaves="10"/></filter>)svg"
+            << R"svg(<rect width="9000" height="9000" fill="red" filter="url(#f)"/></svg>)svg";
+        iea::testing::ChildProcess child({agent,
+                                          "convert",
+                                          (dir / "slow.svg").string(),
+                                          (dir / "out.png").string(),
+                                          "--time-limit",
+                                          "1"},
+                                         {});
+        // Bounded: without the limit the command would still be rendering.
+        REQUIRE(child.wait_exit(std::chrono::seconds(30)) == 1);
+        const auto text = child.stderr_text();
+        CHECK(text.find("'slow.svg' could not be read") != std::string::npos);
+        CHECK(std::count(text.begin(), text.end(), '\n') == 1);
+    }
+    SECTION("the vision copy from the command line") {
+        std::ofstream(dir / "wide.png", std::ios::binary) << gradient_png(2000, 500);
+        iea::testing::ChildProcess child({agent,
+                                          "convert",
+                                          (dir / "wide.png").string(),
+                                          (dir / "vision.png").string(),
+                                          "--for-validation"},
+                                         {});
+        REQUIRE(child.wait_exit(std::chrono::seconds(60)) == 0);
+        CHECK(png_header(iea::testing::read_file(dir / "vision.png")).width == 1568);
+    }
+    SECTION("a bad time limit is a usage error") {
+        iea::testing::ChildProcess child(
+            {agent, "convert", "in.png", "out.png", "--time-limit", "soon"}, {});
+        CHECK(child.wait_exit(std::chrono::seconds(60)) == 2);
+    }
+}
+
 TEST_CASE("converter: a helper that crashes, answers nothing or is missing", "[image]") {
     asio::io_context io;
     auto limits = test_limits();
