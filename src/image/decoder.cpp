@@ -14,6 +14,7 @@
 #include <cstring>
 #include <iterator>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 #include <vector>
@@ -223,34 +224,74 @@ std::unique_ptr<unsigned char[]> allocate_pixels(std::size_t width, std::size_t 
     }
 }
 
+// ImageMagick's picture as a libvips image whose rows are exported on demand, so the pixels
+// are never held twice: libvips asks for a strip, we copy those rows out of ImageMagick's pixel
+// cache. The ImageMagick image lives until the libvips image closes.
+struct MagickRows {
+    MagickPtr<Image> image;
+    const char* map = "RGB";
+    std::mutex lock;  // ImageMagick's pixel cache has one read view for all non-OpenMP threads
+};
+
+int export_rows(VipsRegion* out, void* /*sequence*/, void* rows_pointer, void*, gboolean*) {
+    auto* rows = static_cast<MagickRows*>(rows_pointer);
+    const VipsRect& area = out->valid;
+    const std::lock_guard<std::mutex> hold(rows->lock);
+    MagickPtr<ExceptionInfo> exception(AcquireExceptionInfo());
+    for (int y = area.top; y < area.top + area.height; ++y) {
+        if (ExportImagePixels(rows->image.get(),
+                              area.left,
+                              y,
+                              static_cast<std::size_t>(area.width),
+                              1,
+                              rows->map,
+                              CharPixel,
+                              VIPS_REGION_ADDR(out, area.left, y),
+                              exception.get()) == MagickFalse) {
+            vips_error("image", "pixel export failed");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void free_magick_rows(VipsImage* /*image*/, gpointer rows) {
+    delete static_cast<MagickRows*>(rows);
+}
+
 // Colour conversion the way `convert 'file[0]' -colorspace sRGB` does it, which renders CMYK
-// and Lab documents right where libvips' magick loader does not; then 8-bit pixels to libvips.
+// and Lab documents right where libvips' magick loader does not; then 8-bit rows to libvips.
 // TODO: apply the embedded ICC profile of PSD, PSB and BMP files; today they get ImageMagick's
 // plain colourspace maths, so colours of profiled print files can shift slightly.
-// TODO: stream rows into libvips instead of exporting the whole image; a large CMYK or 16-bit
-// PSD is held twice for a moment (ImageMagick's 16-bit pixel cache and our 8-bit pixels).
-VImage magick_to_vips(Image* image) {
-    if (TransformImageColorspace(image, sRGBColorspace) == MagickFalse) {
+VImage magick_to_vips(MagickPtr<Image> image) {
+    if (TransformImageColorspace(image.get(), sRGBColorspace) == MagickFalse) {
         fail(ImageErrorKind::kUnreadable, "colour conversion failed");
     }
     const bool alpha = image->matte != MagickFalse;
-    const auto bands = alpha ? 4 : 3;
-    const std::size_t width = image->columns;
-    const std::size_t height = image->rows;
-    auto pixels = allocate_pixels(width, height, bands);
-    MagickPtr<ExceptionInfo> exception(AcquireExceptionInfo());
-    if (ExportImagePixels(image,
-                          0,
-                          0,
-                          width,
-                          height,
-                          alpha ? "RGBA" : "RGB",
-                          CharPixel,
-                          pixels.get(),
-                          exception.get()) == MagickFalse) {
-        fail(ImageErrorKind::kUnreadable, "pixel export failed");
+    const int width = static_cast<int>(image->columns);
+    const int height = static_cast<int>(image->rows);
+    auto rows = std::make_unique<MagickRows>();
+    rows->image = std::move(image);
+    rows->map = alpha ? "RGBA" : "RGB";
+
+    VipsImage* out = vips_image_new();
+    vips_image_init_fields(out,
+                           width,
+                           height,
+                           alpha ? 4 : 3,
+                           VIPS_FORMAT_UCHAR,
+                           VIPS_CODING_NONE,
+                           VIPS_INTERPRETATION_sRGB,
+                           1.0,
+                           1.0);
+    auto* owned_rows = rows.release();
+    g_signal_connect(out, "postclose", G_CALLBACK(free_magick_rows), owned_rows);
+    const VImage wrapped(out);  // closes `out` (and frees the rows) on every path below
+    if (vips_image_pipelinev(out, VIPS_DEMAND_STYLE_THINSTRIP, nullptr) != 0 ||
+        vips_image_generate(out, nullptr, export_rows, nullptr, owned_rows, nullptr) != 0) {
+        fail(ImageErrorKind::kUnreadable, "cannot hand the pixels to libvips");
     }
-    return adopt_pixels(std::move(pixels), width, height, bands);
+    return wrapped;
 }
 
 VImage load_psd(std::string_view bytes, const char* coder, std::uint64_t max_pixels) {
@@ -277,8 +318,7 @@ VImage load_psd(std::string_view bytes, const char* coder, std::uint64_t max_pix
     // Scene 0 is the flattened composite. Reading it alone keeps one undecodable layer from
     // failing a file whose composite is fine.
     if (facts->has_real_composite) {
-        auto composite = read_magick(bytes, coder, 1);
-        return magick_to_vips(composite.get());
+        return magick_to_vips(read_magick(bytes, coder, 1));
     }
 
     // Saved without "Maximize compatibility": the composite is blank. Merge the layers only
@@ -300,7 +340,7 @@ VImage load_psd(std::string_view bytes, const char* coder, std::uint64_t max_pix
     MagickPtr<ExceptionInfo> exception(AcquireExceptionInfo());
     MagickPtr<Image> flat(MergeImageLayers(layers.get(), FlattenLayer, exception.get()));
     if (!flat) fail(ImageErrorKind::kNoComposite, "layer merge failed");
-    return magick_to_vips(flat.get());
+    return magick_to_vips(std::move(flat));
 }
 
 std::uint32_t little_endian_u32(std::string_view bytes, std::size_t at) {
@@ -320,8 +360,7 @@ VImage load_bmp(std::string_view bytes, std::uint64_t max_pixels) {
         width, static_cast<std::uint64_t>(std::abs(static_cast<std::int64_t>(height))), max_pixels);
     start_magick();
     limit_magick(max_pixels);
-    auto image = read_magick(bytes, "BMP", 1);
-    return magick_to_vips(image.get());
+    return magick_to_vips(read_magick(bytes, "BMP", 1));
 }
 
 // ---- colour ----
