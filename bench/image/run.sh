@@ -5,8 +5,9 @@
 # shared corpus when it is next to the clone.
 #
 # usage: bench/image/run.sh [BUILD_DIR=build/release] [RUNS=3] [LEVEL=our default]
-# Prints Markdown tables (time = median wall seconds of RUNS, RSS = peak resident MB, including
-# the decode helper process).
+# Prints Markdown tables (time = median wall seconds of RUNS, RSS = peak resident MB of the
+# process tree: `convert` runs its decode in place, in image-decode-worker, after one exec) and
+# the median ours/IM time ratio over all rows. Run it on a quiet machine: it prints the load.
 set -euo pipefail
 
 build=${1:-build/release}
@@ -18,7 +19,10 @@ corpus="$here/../shared/corpus/images"
 work=$(mktemp -d /tmp/iea-image-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-[ -x "$agent" ] || { echo "build $agent first (cmake --build $build --target image-edit-agent)" >&2; exit 2; }
+[ -x "$agent" ] && [ -x "$build/image-decode-worker" ] || {
+    echo "build $agent first (cmake --build $build --target image-edit-agent image-decode-worker)" >&2
+    exit 2
+}
 
 # ---- inputs ----
 # A 12 MP "photo": fractal surfaces (photo-like spectrum) per channel plus sensor-like noise.
@@ -46,9 +50,12 @@ convert "$work/bg.png" -depth 16 "$work/rgb16-3000x2000.png"
 convert "$work/photo-12mp.jpg" -colorspace CMYK -quality 90 "$work/cmyk-12mp.jpg"
 rm -f "$work"/bg.png "$work"/cut.png "$work"/shape.png "$work"/composite.png
 
-measure() {  # prints "seconds peak_kb" of one run of "$@"
-    /usr/bin/time -f "%e %M" -o "$work/time" "$@" > /dev/null 2>&1 || true
-    cat "$work/time" | tail -1
+measure() {  # prints "seconds peak_kb" of one run of "$@" (ms resolution; time's %e has 10 ms)
+    local start end
+    start=$(date +%s%N)
+    /usr/bin/time -f "%M" -o "$work/time" "$@" > /dev/null 2>&1 || true
+    end=$(date +%s%N)
+    printf '%.3f %s\n' "$(awk -v ns=$((end - start)) 'BEGIN { print ns / 1e9 }')" "$(tail -1 "$work/time")"
 }
 
 median_of() {  # RUNS runs of "$@": median seconds, max RSS in MB
@@ -71,12 +78,14 @@ compare() {  # one table row for input $1
     read -r im_s im_mb < <(median_of convert "${input}[0]" -auto-orient -colorspace sRGB -depth 8 \
         -define png:compression-level="$level" -define png:compression-filter=5 \
         -define png:compression-strategy=0 -strip "$work/im.png")
+    ratio=$(awk -v a="$ours_s" -v b="$im_s" 'BEGIN { print (b > 0 ? a / b : 0) }')
+    echo "$ratio" >> "$work/ratios"
     printf '| %s | %s | %s | %s | %s | %s | %s | %.2f |\n' "$name" "$ours_s" "$ours_mb" \
-        "$(size_kb "$work/ours.png")" "$im_s" "$im_mb" "$(size_kb "$work/im.png")" \
-        "$(awk -v a="$ours_s" -v b="$im_s" 'BEGIN { print (b > 0 ? a / b : 0) }')"
+        "$(size_kb "$work/ours.png")" "$im_s" "$im_mb" "$(size_kb "$work/im.png")" "$ratio"
 }
 
 echo "PNG compression level $level, adaptive row filter (both tools), $runs runs each, $(nproc) cores"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| input | ours s | ours MB | ours KB | IM s | IM MB | IM KB | ours/IM time |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
@@ -100,3 +109,7 @@ echo "| --- | --- | --- | --- |"
 read -r v_s v_mb < <(median_of "$agent" convert "$work/photo-12mp.jpg" "$work/vision.png" --for-validation)
 out=$(ls "$work"/vision.* 2>/dev/null | head -1)
 printf '| photo-12mp.jpg | %s | %s | %s, %s KB |\n' "$v_s" "$v_mb" "$(basename "$out")" "$(size_kb "$out")"
+
+echo
+echo "median ours/IM time over $(wc -l < "$work/ratios") rows: $(sort -g "$work/ratios" | awk '{a[NR]=$1} END {print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}')"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
