@@ -25,16 +25,20 @@ trap 'rm -rf "$work"' EXIT
 }
 
 # ---- inputs ----
-# A 12 MP "photo": fractal surfaces (photo-like spectrum) per channel plus sensor-like noise.
+# A 12 MP colour "photo": a fractal surface (photo-like spectrum) plus sensor-like noise per
+# band, tagged sRGB before saving. fractsurf tags its output b-w, and a b-w image is saved as a
+# grey JPEG, which ImageMagick then writes as a 1-channel PNG: a third of our RGB output, so the
+# output sizes did not compare (runs before 2026-12-04 22:45 UTC had that grey "photo").
 for band in r g b; do
     vips fractsurf "$work/$band.v" 4000 3000 2.4
+    vips gaussnoise "$work/noise-$band.v" 4000 3000 --sigma 4 --mean 0
 done
 vips bandjoin "$work/r.v $work/g.v $work/b.v" "$work/rgb.v"
-vips gaussnoise "$work/noise.v" 4000 3000 --sigma 4 --mean 0
-vips bandjoin "$work/noise.v $work/noise.v $work/noise.v" "$work/noise3.v"
+vips bandjoin "$work/noise-r.v $work/noise-g.v $work/noise-b.v" "$work/noise3.v"
 vips linear "$work/rgb.v" "$work/scaled.v" 1.2 128
 vips add "$work/scaled.v" "$work/noise3.v" "$work/sum.v"
-vips cast "$work/sum.v" "$work/photo.v" uchar
+vips cast "$work/sum.v" "$work/photo-b-w.v" uchar
+vips copy "$work/photo-b-w.v" "$work/photo.v" --interpretation srgb
 vips copy "$work/photo.v" "$work/photo-12mp.jpg[Q=90]"
 rm -f "$work"/*.v
 # A 3000x2000 PSD with a composite and three layers.
