@@ -170,6 +170,46 @@ TEST_CASE("converter: a 16-bit PNG becomes 8-bit with the same colours", "[image
     CHECK(pixel[2] == Approx(255).margin(1));
 }
 
+TEST_CASE("converter: the PNGs we write hold exactly the decoded pixels", "[image]") {
+    start_vips();
+    asio::io_context io;
+    ImageConverter converter(io.get_executor(), test_limits());
+    const auto pixels_of = [](const std::string& png) {
+        const auto image = vips::VImage::new_from_buffer(png.data(), png.size(), "");
+        std::size_t size = 0;
+        auto* memory = static_cast<unsigned char*>(image.write_to_memory(&size));
+        std::vector<unsigned char> out(memory, memory + size);
+        g_free(memory);
+        return out;
+    };
+    const auto round_trip = [&](const std::string& input) {
+        const auto prepared = run(io, converter.prepare(input, "in.png"));
+        CHECK(pixels_of(prepared.png) == pixels_of(input));
+        return prepared;
+    };
+    SECTION("a noisy picture cut into several strips, odd width") {
+        // 1 MiB of pixels per strip: 701 x 1900 RGB is four strips.
+        CHECK(round_trip(noise_png(701, 1900)).width == 701);
+    }
+    SECTION("a smooth picture (every filter type wins somewhere)") {
+        CHECK(round_trip(gradient_png(1200, 900)).height == 900);
+    }
+    SECTION("transparency") {
+        const auto noise =
+            vips::VImage::gaussnoise(333, 1700, vips::VImage::option()->set("sigma", 60.0));
+        const std::vector<vips::VImage> bands{noise + 128, noise + 90, noise + 40, noise + 200};
+        const auto rgba =
+            vips::VImage::bandjoin(bands)
+                .cast(VIPS_FORMAT_UCHAR)
+                .copy(vips::VImage::option()->set("interpretation", VIPS_INTERPRETATION_sRGB));
+        CHECK(round_trip(to_png(rgba)).has_alpha);
+    }
+    SECTION("a single row and a single pixel") {
+        CHECK(round_trip(noise_png(517, 1)).height == 1);
+        CHECK(round_trip(noise_png(1, 1)).width == 1);
+    }
+}
+
 TEST_CASE("converter: a decode over its wall-time limit is killed and reported unreadable",
           "[image]") {
     asio::io_context io;
