@@ -23,7 +23,7 @@ namespace {
 
 using Bytes = std::vector<unsigned char>;
 
-constexpr std::size_t kStripBytes = std::size_t{1} << 20;  // raw pixels per strip, about
+constexpr std::size_t kStripBytes = std::size_t{1} << 19;  // raw pixels per strip, about
 constexpr std::uint32_t kAdlerModulus = 65521;
 
 // ---- checksums ----
@@ -181,28 +181,47 @@ struct Strip {
     bool last = false;
 };
 
+// A complete IDAT chunk built in one buffer (length, type, deflated strip, CRC), allocated
+// without being cleared: only the bytes deflate writes ever become resident.
 struct PackedStrip {
-    std::string idat;  // a complete IDAT chunk
-    Adler adler;       // of the filtered bytes
+    std::unique_ptr<char[]> chunk;
+    std::size_t size = 0;
+    Adler adler;  // of the filtered bytes
 };
 
-std::string deflate_piece(const Bytes& input, int level, bool last) {
+void grow(std::unique_ptr<char[]>& buffer, std::size_t used, std::size_t& capacity) {
+    auto bigger = std::make_unique_for_overwrite<char[]>(capacity * 2);
+    std::copy(buffer.get(), buffer.get() + used, bigger.get());
+    buffer = std::move(bigger);
+    capacity *= 2;
+}
+
+void put_u32_at(char* out, std::uint32_t value) {
+    for (int i = 0; i < 4; ++i) out[i] = static_cast<char>((value >> (24 - 8 * i)) & 0xFFu);
+}
+
+// Deflates `input` as a piece of one zlib stream: ends with a sync flush (byte-aligned, the
+// stream goes on) or, for the last strip, with the final block.
+PackedStrip deflate_into_chunk(const unsigned char* input, std::size_t size, int level, bool last) {
+    constexpr std::size_t kHeader = 8;  // length, "IDAT"
     std::unique_ptr<GZlibCompressor, decltype(&g_object_unref)> compressor(
         g_zlib_compressor_new(G_ZLIB_COMPRESSOR_FORMAT_RAW, level), &g_object_unref);
-    std::string out(input.size() + input.size() / 8 + 1024, '\0');
+    std::size_t capacity = kHeader + size + size / 8 + 1024;
+    auto buffer = std::make_unique_for_overwrite<char[]>(capacity);
     std::size_t read = 0;
-    std::size_t written = 0;
+    std::size_t written = kHeader;
     const auto flags = last ? G_CONVERTER_INPUT_AT_END : G_CONVERTER_FLUSH;
     for (;;) {
-        if (out.size() - written < 1024) out.resize(out.size() * 2);
+        if (capacity - written < 1024 + 4) grow(buffer, written, capacity);
         gsize consumed = 0;
         gsize produced = 0;
         GError* error = nullptr;
+        const auto room = capacity - written - 4;  // the CRC goes after the data
         const auto result = g_converter_convert(G_CONVERTER(compressor.get()),
-                                                input.data() + read,
-                                                input.size() - read,
-                                                out.data() + written,
-                                                out.size() - written,
+                                                input + read,
+                                                size - read,
+                                                buffer.get() + written,
+                                                room,
                                                 flags,
                                                 &consumed,
                                                 &produced,
@@ -214,18 +233,23 @@ std::string deflate_piece(const Bytes& input, int level, bool last) {
         }
         read += consumed;
         written += produced;
-        const bool room_left = written < out.size();
         if (last && result == G_CONVERTER_FINISHED) break;
         // A sync flush is complete once all input is in and deflate stopped with room to spare.
-        if (!last && read == input.size() && (room_left || result == G_CONVERTER_FLUSHED)) break;
+        if (!last && read == size && (produced < room || result == G_CONVERTER_FLUSHED)) break;
     }
-    out.resize(written);
+    put_u32_at(buffer.get(), static_cast<std::uint32_t>(written - kHeader));
+    std::copy_n("IDAT", 4, buffer.get() + 4);
+    put_u32_at(buffer.get() + written, crc32_of(std::string_view(buffer.get() + 4, written - 4)));
+    PackedStrip out;
+    out.chunk = std::move(buffer);
+    out.size = written + 4;
     return out;
 }
 
 PackedStrip pack(const Strip& strip, std::size_t row_bytes, std::size_t pixel_bytes, int level) {
     const auto rows = strip.rows.size() / row_bytes;
-    Bytes filtered(rows * (row_bytes + 1));
+    const auto filtered_size = rows * (row_bytes + 1);
+    const auto filtered = std::make_unique_for_overwrite<unsigned char[]>(filtered_size);
     std::array<Bytes, 5> candidates;
     for (auto& candidate : candidates) candidate.resize(row_bytes);
     const unsigned char* previous = strip.previous.data();
@@ -235,13 +259,12 @@ PackedStrip pack(const Strip& strip, std::size_t row_bytes, std::size_t pixel_by
                    previous,
                    row_bytes,
                    pixel_bytes,
-                   filtered.data() + y * (row_bytes + 1),
+                   filtered.get() + y * (row_bytes + 1),
                    candidates);
         previous = row;
     }
-    PackedStrip out;
-    out.adler.add(filtered.data(), filtered.size());
-    put_chunk(out.idat, "IDAT", deflate_piece(filtered, level, strip.last));
+    auto out = deflate_into_chunk(filtered.get(), filtered_size, level, strip.last);
+    out.adler.add(filtered.get(), filtered_size);
     return out;
 }
 
@@ -279,7 +302,7 @@ std::string write_png(const vips::VImage& image, int level) {
     const auto collect_one = [&] {
         auto packed = packing.front().get();
         packing.pop_front();
-        png += packed.idat;
+        png.append(packed.chunk.get(), packed.size);
         adler.append(packed.adler);
     };
     Bytes previous(row_bytes, 0);

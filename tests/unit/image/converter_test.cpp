@@ -188,7 +188,7 @@ TEST_CASE("converter: the PNGs we write hold exactly the decoded pixels", "[imag
         return prepared;
     };
     SECTION("a noisy picture cut into several strips, odd width") {
-        // 1 MiB of pixels per strip: 701 x 1900 RGB is four strips.
+        // 512 KiB of pixels per strip: 701 x 1900 RGB is eight strips.
         CHECK(round_trip(noise_png(701, 1900)).width == 701);
     }
     SECTION("a smooth picture (every filter type wins somewhere)") {
