@@ -10,13 +10,18 @@ runs=${1:-3}
 work=$(mktemp -d /tmp/iea-png-levels.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-for band in r g b; do vips fractsurf "$work/$band.v" 4000 3000 2.4; done
+# Tagged sRGB at the end: fractsurf tags its output b-w, and a b-w picture is written as a
+# 1-band grey PNG (runs before 2026-12-04 22:45 UTC measured that grey picture).
+for band in r g b; do
+    vips fractsurf "$work/$band.v" 4000 3000 2.4
+    vips gaussnoise "$work/noise-$band.v" 4000 3000 --sigma 4 --mean 0
+done
 vips bandjoin "$work/r.v $work/g.v $work/b.v" "$work/rgb.v"
-vips gaussnoise "$work/noise.v" 4000 3000 --sigma 4 --mean 0
-vips bandjoin "$work/noise.v $work/noise.v $work/noise.v" "$work/noise3.v"
+vips bandjoin "$work/noise-r.v $work/noise-g.v $work/noise-b.v" "$work/noise3.v"
 vips linear "$work/rgb.v" "$work/scaled.v" 1.2 128
 vips add "$work/scaled.v" "$work/noise3.v" "$work/sum.v"
-vips cast "$work/sum.v" "$work/photo.v" uchar
+vips cast "$work/sum.v" "$work/photo-b-w.v" uchar
+vips copy "$work/photo-b-w.v" "$work/photo.v" --interpretation srgb
 # No fonts are needed: a fine pattern block stands in for text edges.
 convert -size 3000x2000 gradient:'#1e90ff-#ffffff' -fill '#ff7a00' -draw 'rectangle 200,1200 1400,1700' \
         \( -size 1800x300 pattern:hs_diagcross \) -geometry +300+400 -composite "$work/banner.png"

@@ -140,11 +140,14 @@ std::optional<PsdFacts> inspect_psd(std::string_view bytes) {
         const auto version = in.read(2);
         if (version != 1 && version != 2) return std::nullopt;
         const bool psb = version == 2;
-        in.skip(6 + 2);  // reserved, channel count
+        in.skip(6);  // reserved
         PsdFacts facts;
+        facts.psb = psb;
+        facts.channels = static_cast<std::uint32_t>(in.read(2));
         facts.height = static_cast<std::uint32_t>(in.read(4));
         facts.width = static_cast<std::uint32_t>(in.read(4));
-        in.skip(4);  // depth, colour mode
+        facts.depth = static_cast<std::uint32_t>(in.read(2));
+        facts.colour_mode = static_cast<std::uint32_t>(in.read(2));
 
         in.skip(in.read(4));  // colour mode data
         read_resources(in, facts);
@@ -153,6 +156,9 @@ std::optional<PsdFacts> inspect_psd(std::string_view bytes) {
         // flattening untrustworthy, not the whole file unreadable.
         try {
             const auto layer_and_mask_length = in.read(psb ? 8 : 4);
+            if (layer_and_mask_length <= bytes.size() - in.at()) {
+                facts.composite_offset = in.at() + static_cast<std::size_t>(layer_and_mask_length);
+            }
             if (layer_and_mask_length == 0) return facts;
             const auto layer_info_length = in.read(psb ? 8 : 4);
             if (layer_info_length == 0) return facts;
@@ -165,6 +171,70 @@ std::optional<PsdFacts> inspect_psd(std::string_view bytes) {
         return facts;
     } catch (const std::exception&) {
         return std::nullopt;
+    }
+}
+
+bool is_plain_rgb8(const PsdFacts& facts) {
+    constexpr std::uint32_t kRgbMode = 3;
+    return facts.colour_mode == kRgbMode && facts.depth == 8 && facts.channels == 3 &&
+           facts.has_real_composite && facts.composite_offset != 0;
+}
+
+// The image data section: a compression code, then the channels one after the other (planar),
+// either raw or as PackBits rows preceded by the byte count of every row of every channel.
+bool read_rgb8_composite(std::string_view bytes, const PsdFacts& facts, unsigned char* out) {
+    constexpr std::size_t kBands = 3;
+    if (!is_plain_rgb8(facts)) return false;
+    const std::size_t width = facts.width;
+    const std::size_t height = facts.height;
+    try {
+        Reader in(bytes);
+        in.seek(facts.composite_offset);
+        const auto compression = in.read(2);
+        if (compression == 0) {
+            for (std::size_t band = 0; band < kBands; ++band) {
+                const auto plane = in.take(width * height);
+                for (std::size_t i = 0; i < width * height; ++i) {
+                    out[i * kBands + band] = static_cast<unsigned char>(plane[i]);
+                }
+            }
+            return true;
+        }
+        if (compression != 1) return false;  // ZIP composites are rare; ImageMagick reads them
+
+        const int count_width = facts.psb ? 4 : 2;
+        const auto counts = in.take(kBands * height * static_cast<std::size_t>(count_width));
+        Reader row_lengths(counts);
+        for (std::size_t band = 0; band < kBands; ++band) {
+            for (std::size_t y = 0; y < height; ++y) {
+                Reader row(in.take(static_cast<std::size_t>(row_lengths.read(count_width))));
+                unsigned char* pixel = out + y * width * kBands + band;
+                std::size_t x = 0;
+                // PackBits: n < 128 copies n + 1 bytes, n > 128 repeats the next byte 257 - n
+                // times, 128 is padding.
+                while (x < width) {
+                    const auto header = row.read(1);
+                    if (header == 128) continue;
+                    const bool run = header > 128;
+                    const std::size_t length = run ? 257 - header : header + 1;
+                    if (length > width - x) return false;
+                    if (run) {
+                        const auto value = static_cast<unsigned char>(row.read(1));
+                        for (std::size_t i = 0; i < length; ++i, pixel += kBands) *pixel = value;
+                    } else {
+                        const auto literal = row.take(length);
+                        for (const char byte : literal) {
+                            *pixel = static_cast<unsigned char>(byte);
+                            pixel += kBands;
+                        }
+                    }
+                    x += length;
+                }
+            }
+        }
+        return true;
+    } catch (const std::exception&) {
+        return false;
     }
 }
 

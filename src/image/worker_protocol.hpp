@@ -64,6 +64,20 @@ std::filesystem::path worker_path(const ConversionLimits& limits);
 /// main() of the helper: reads one request on stdin, answers on stdout.
 int run_decode_worker(int argc, char** argv);
 
+/// main() of the helper started as `image-decode-worker convert IN OUT [options]` by
+/// `image-edit-agent convert` (see convert_command.hpp): the one-shot command line is itself a
+/// disposable process, so it decodes in place under the same CPU, memory and wall-clock limits
+/// and through the same execute() as a service decode, without a second process.
+int run_one_shot_convert(int argc, char** argv);
+
+/// CPU-time, address-space and core limits of a decoding process; with `die_with_parent`, the
+/// process is also killed when the one that started it dies (the service's helpers).
+void limit_process(std::uint64_t cpu_seconds, std::uint64_t memory_bytes, bool die_with_parent);
+
+/// VIPS_INIT for decoding `input`: libvips' loadable modules are loaded only when its loader
+/// lives in one (HEIF, PDF). False when libvips cannot start.
+bool start_vips(const char* argv0, ImageFormat input);
+
 /// Child side: carries out one request in this process (libvips/ImageMagick). Never throws.
 WorkerReply execute(const WorkerRequest& request);
 

@@ -8,7 +8,8 @@
 /// so a decoder that hangs (the truncated SVGZ that spins libvips 8.14 forever), explodes in
 /// memory or crashes costs one killed child, never the service. The awaiting coroutine is
 /// resumed on its own executor; the event loop is never blocked: a bounded thread pool (one
-/// thread per allowed concurrent decode) waits on the children.
+/// thread per allowed concurrent decode) waits on the children. (`image-edit-agent convert`
+/// does not use this class: it becomes the helper itself, see convert_command.hpp.)
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>

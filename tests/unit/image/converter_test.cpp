@@ -170,6 +170,46 @@ TEST_CASE("converter: a 16-bit PNG becomes 8-bit with the same colours", "[image
     CHECK(pixel[2] == Approx(255).margin(1));
 }
 
+TEST_CASE("converter: the PNGs we write hold exactly the decoded pixels", "[image]") {
+    start_vips();
+    asio::io_context io;
+    ImageConverter converter(io.get_executor(), test_limits());
+    const auto pixels_of = [](const std::string& png) {
+        const auto image = vips::VImage::new_from_buffer(png.data(), png.size(), "");
+        std::size_t size = 0;
+        auto* memory = static_cast<unsigned char*>(image.write_to_memory(&size));
+        std::vector<unsigned char> out(memory, memory + size);
+        g_free(memory);
+        return out;
+    };
+    const auto round_trip = [&](const std::string& input) {
+        const auto prepared = run(io, converter.prepare(input, "in.png"));
+        CHECK(pixels_of(prepared.png) == pixels_of(input));
+        return prepared;
+    };
+    SECTION("a noisy picture cut into several strips, odd width") {
+        // 512 KiB of pixels per strip: 701 x 1900 RGB is eight strips.
+        CHECK(round_trip(noise_png(701, 1900)).width == 701);
+    }
+    SECTION("a smooth picture (every filter type wins somewhere)") {
+        CHECK(round_trip(gradient_png(1200, 900)).height == 900);
+    }
+    SECTION("transparency") {
+        const auto noise =
+            vips::VImage::gaussnoise(333, 1700, vips::VImage::option()->set("sigma", 60.0));
+        const std::vector<vips::VImage> bands{noise + 128, noise + 90, noise + 40, noise + 200};
+        const auto rgba =
+            vips::VImage::bandjoin(bands)
+                .cast(VIPS_FORMAT_UCHAR)
+                .copy(vips::VImage::option()->set("interpretation", VIPS_INTERPRETATION_sRGB));
+        CHECK(round_trip(to_png(rgba)).has_alpha);
+    }
+    SECTION("a single row and a single pixel") {
+        CHECK(round_trip(noise_png(517, 1)).height == 1);
+        CHECK(round_trip(noise_png(1, 1)).width == 1);
+    }
+}
+
 TEST_CASE("converter: a decode over its wall-time limit is killed and reported unreadable",
           "[image]") {
     asio::io_context io;
@@ -319,6 +359,47 @@ TEST_CASE("converter: the convert command writes a PNG or says why not", "[image
         const auto text = child.stderr_text();
         CHECK(text.find("'notes.png' is not an image we can read") != std::string::npos);
         CHECK(std::count(text.begin(), text.end(), '\n') == 1);
+    }
+}
+
+TEST_CASE("converter: the convert command keeps the service's limits", "[image]") {
+    const auto dir = iea::testing::scratch_dir("convert-limits");
+    const auto agent = (iea::testing::binary_dir() / "image-edit-agent").string();
+    SECTION("a file that keeps the decoder busy ends with a refusal at the time limit") {
+        // librsvg needs many seconds of blur and noise for this 81-megapixel page.
+        std::ofstream(dir / "slow.svg")
+            << R"svg(<svg xmlns="http://www.w3.org/2000/svg" width="9000" height="9000">)svg"
+            << R"svg(<filter id="f"><feGaussianBlur stdDeviation="400"/>)svg"
+            << R"svg(<feTurbulence baseFrequency="0.01" numOctaves="10"/></filter>)svg"
+            << R"svg(<rect width="9000" height="9000" fill="red" filter="url(#f)"/></svg>)svg";
+        iea::testing::ChildProcess child({agent,
+                                          "convert",
+                                          (dir / "slow.svg").string(),
+                                          (dir / "out.png").string(),
+                                          "--time-limit",
+                                          "1"},
+                                         {});
+        // Bounded: without the limit the command would still be rendering.
+        REQUIRE(child.wait_exit(std::chrono::seconds(30)) == 1);
+        const auto text = child.stderr_text();
+        CHECK(text.find("'slow.svg' could not be read") != std::string::npos);
+        CHECK(std::count(text.begin(), text.end(), '\n') == 1);
+    }
+    SECTION("the vision copy from the command line") {
+        std::ofstream(dir / "wide.png", std::ios::binary) << gradient_png(2000, 500);
+        iea::testing::ChildProcess child({agent,
+                                          "convert",
+                                          (dir / "wide.png").string(),
+                                          (dir / "vision.png").string(),
+                                          "--for-validation"},
+                                         {});
+        REQUIRE(child.wait_exit(std::chrono::seconds(60)) == 0);
+        CHECK(png_header(iea::testing::read_file(dir / "vision.png")).width == 1568);
+    }
+    SECTION("a bad time limit is a usage error") {
+        iea::testing::ChildProcess child(
+            {agent, "convert", "in.png", "out.png", "--time-limit", "soon"}, {});
+        CHECK(child.wait_exit(std::chrono::seconds(60)) == 2);
     }
 }
 
