@@ -96,10 +96,12 @@ int check_config(const CommandLine& line) {
         try {
             (void)iea::state::parse_redis_url(loaded.settings.redis_url.reveal());
         } catch (const std::invalid_argument& error) {
-            problems.push_back(std::string("REDIS_URL: ") + error.what());
+            problems.emplace_back(error.what());
         }
     }
     for (const auto& problem : problems) std::cout << "not ready to serve: " << problem << "\n";
+    // The configuration only: Redis and the providers are not contacted.
+    if (problems.empty()) std::cout << "ready to serve (configuration only; nothing was contacted)\n";
     return problems.empty() ? 0 : 1;
 }
 

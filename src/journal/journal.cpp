@@ -318,6 +318,7 @@ nlohmann::json history_body(const std::string& task_id, const std::vector<Histor
                                 {"resumes", run.resumes}};
         entry["ended_at"] =
             run.ended_at_ms ? nlohmann::json(iso_time(*run.ended_at_ms)) : nlohmann::json();
+        if (!run.instance.empty()) entry["instance"] = run.instance;
         auto steps = nlohmann::json::array();
         entry["attempts"] = nlohmann::json::array();
         for (const auto& step : run.steps) {

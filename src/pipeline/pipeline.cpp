@@ -152,7 +152,8 @@ public:
         if (given_up_ && *given_up_) {
             log_.info("Task left to the instance that holds its lock now");
         } else {
-            log_.info("Task interrupted by shutdown; it resumes at the next start");
+            // One instance resumes it at its next start; several hand it to another at once.
+            log_.info("Task interrupted by shutdown; it resumes from its last checkpoint");
         }
     }
 

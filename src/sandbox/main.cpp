@@ -9,7 +9,23 @@
 #include "iea/logging/log.hpp"
 #include "sandbox/sandbox.hpp"
 
+namespace {
+
+constexpr const char* kUsage =
+    "usage: image-edit-sandbox [--port P] [--bind ADDRESS] [--data-dir DIR] [--scenario FILE]\n"
+    "                          [--service-url URL[,URL...]] [--webhook-secret S] [--field-id ID]\n"
+    "The local fakes of ClickUp, OpenRouter and WaveSpeed on 127.0.0.1; see docs/sandbox.md.\n";
+
+}  // namespace
+
 int main(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view flag = argv[i];
+        if (flag == "--help" || flag == "-h") {
+            std::cout << kUsage;
+            return 0;
+        }
+    }
     try {
         auto options = iea::sandbox::parse_options(argc, argv);
         if (VIPS_INIT(argv[0])) {

@@ -1,6 +1,8 @@
 // The ClickUp side of webhooks: signed taskUpdated/taskStatusUpdated/taskCommentPosted
 // deliveries to the service, duplicated and redelivered the way ClickUp does (contract 1.2).
 
+#include <tuple>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -144,9 +146,10 @@ asio::awaitable<void> Sandbox::deliver(std::string body,
 
 asio::awaitable<Delivery> Sandbox::send_once(const std::string& body, Delivery record) {
     record.seq = next_delivery_seq_++;
-    // Round-robin over the instances, as a load balancer in front of them would.
+    // Round-robin over the instances, as a load balancer in front of them would; like one, an
+    // instance that refuses the connection is skipped for the next in turn.
     const auto urls = parse_service_urls(options_.service_url);
-    const auto& url = urls[static_cast<std::size_t>(record.seq) % urls.size()];
+    const auto first = static_cast<std::size_t>(record.seq) % urls.size();
 
     // Sign exactly the bytes that go out, unless a test asked for a broken signature.
     std::string wire = body;
@@ -156,8 +159,7 @@ asio::awaitable<Delivery> Sandbox::send_once(const std::string& body, Delivery r
     if (record.signature_mode == "missing") signature.reset();
     if (record.signature_mode == "altered") wire = body.substr(0, body.size() - 1) + " }";
 
-    bhttp::request<bhttp::string_body> request{bhttp::verb::post, url.target, 11};
-    request.set(bhttp::field::host, "127.0.0.1:" + std::to_string(url.port));
+    bhttp::request<bhttp::string_body> request{bhttp::verb::post, urls[first].target, 11};
     request.set(bhttp::field::content_type, "application/json");
     request.set(bhttp::field::user_agent, "ClickUp-Sandbox");
     if (signature) request.set("X-Signature", *signature);
@@ -176,8 +178,16 @@ asio::awaitable<Delivery> Sandbox::send_once(const std::string& body, Delivery r
         record.error = std::move(error);
     };
 
-    const asio::ip::tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), url.port);
-    auto [connect_ec] = co_await stream.async_connect(endpoint, kAsTuple);
+    boost::system::error_code connect_ec;
+    for (std::size_t tried = 0; tried < urls.size(); ++tried) {
+        const auto& url = urls[(first + tried) % urls.size()];
+        request.target(url.target);
+        request.set(bhttp::field::host, "127.0.0.1:" + std::to_string(url.port));
+        const asio::ip::tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), url.port);
+        std::tie(connect_ec) = co_await stream.async_connect(endpoint, kAsTuple);
+        if (connect_ec != asio::error::connection_refused) break;
+        stream.close();
+    }
     if (!connect_ec) {
         auto [write_ec, written] = co_await bhttp::async_write(stream, request, kAsTuple);
         connect_ec = write_ec;

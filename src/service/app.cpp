@@ -133,7 +133,8 @@ state::RedisEndpoint redis_endpoint(const config::Settings& settings) {
     try {
         return state::parse_redis_url(settings.redis_url.reveal());
     } catch (const std::invalid_argument& error) {
-        throw config::ConfigError({std::string("REDIS_URL: ") + error.what()});
+        // The message names REDIS_URL already.
+        throw config::ConfigError({error.what()});
     }
 }
 
@@ -224,7 +225,8 @@ int run_service(const config::Settings& settings) {
     log.info("Service listening", {{"address", settings.bind_address},
                                    {"port", server.port()},
                                    {"version", IEA_VERSION},
-                                   {"journal", journal->location()}});
+                                   {shared_mode ? "redis" : "journal", journal->location()},
+                                   {"max_concurrent_tasks", settings.max_concurrent_tasks}});
 
     asio::co_spawn(io, sweep_stale_locks(locks), asio::detached);
 

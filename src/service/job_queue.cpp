@@ -118,6 +118,12 @@ asio::awaitable<void> QueuedTasks::take_jobs() {
         if (co_await queue_.ensure_group()) break;
         co_await sleep_for(kRetryPause);
     }
+    // Accepted ticks live only in Redis in this mode: without its append-only file, a restart
+    // of Redis loses them. Said once; a Redis that will not answer CONFIG says nothing.
+    if (const auto off = co_await journal_.persistence_off(); off && *off) {
+        log_.warning("Redis runs without appendonly: a restart of Redis loses accepted tasks; "
+                     "set appendonly yes");
+    }
     // Jobs this instance's previous process left unfinished: taken back at once rather than
     // after the claim timeout.
     while (!stopping_) {
@@ -134,10 +140,10 @@ asio::awaitable<void> QueuedTasks::take_jobs() {
     const auto claim_every = queue_.options().claim_after / 2;
     auto next_claim = std::chrono::steady_clock::now();
     while (!stopping_) {
-        if (auto depth = co_await queue_.depth(); depth) {
-            last_depth_ = *depth;
-            depth_known_ = true;
-        }
+        // Unknown while Redis is away, rather than an old reading shown as current.
+        const auto depth = co_await queue_.depth();
+        depth_known_ = depth.has_value();
+        if (depth) last_depth_ = *depth;
         const auto free = runner_.free_slots();
         const auto room = free > *starting_ ? free - *starting_ : 0;
         if (room == 0) {
@@ -224,7 +230,7 @@ asio::awaitable<void> QueuedTasks::start_job(state::QueuedJob entry, bool taking
         (void)co_await task_locks_.release(task_id, **token);
     };
 
-    auto taken = co_await journal_.take(job);
+    auto taken = co_await journal_.take(job, queue_.options().consumer);
     if (!taken) {
         co_await release();
         co_return;

@@ -40,7 +40,7 @@ return {'accepted', id}
 
 // Taking a job counts a resume when it was taken before, stalled when no step was recorded
 // since though it had the catch-up time to record one (the SQLite journal's rule).
-// KEYS: job, checkpoints. ARGV: now ms, catch-up ms, prefix.
+// KEYS: job, checkpoints. ARGV: now ms, catch-up ms, prefix, instance.
 const RedisScript kTake(R"lua(
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local steps = redis.call('LLEN', KEYS[2])
@@ -53,7 +53,8 @@ if redis.call('HGET', KEYS[1], 'taken') == '1' then
   redis.call('HINCRBY', KEYS[1], 'resumes', 1)
   redis.call('HSET', KEYS[1], 'stalled_resumes', stalled)
 end
-redis.call('HSET', KEYS[1], 'taken', '1', 'checkpoints_seen', steps, 'resumed_at_ms', ARGV[1])
+redis.call('HSET', KEYS[1], 'taken', '1', 'checkpoints_seen', steps, 'resumed_at_ms', ARGV[1],
+  'instance', ARGV[4])
 local queued = ARGV[3] .. 'queued:' .. redis.call('HGET', KEYS[1], 'task_id')
 if redis.call('GET', queued) == redis.call('HGET', KEYS[1], 'job_id') then redis.call('DEL', queued) end
 return {redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -1)}
@@ -184,13 +185,14 @@ asio::awaitable<RedisResult<EnqueueResult>> RedisJournal::enqueue(
     co_return result;
 }
 
-asio::awaitable<RedisResult<std::optional<journal::JobRecord>>> RedisJournal::take(JobId job) {
+asio::awaitable<RedisResult<std::optional<journal::JobRecord>>> RedisJournal::take(
+    JobId job, std::string instance) {
     const auto record_key = job_key(job);
     const auto checkpoints_key = record_key + ":checkpoints";
     const auto now = std::to_string(unix_ms());
     const auto catch_up = ms_text(journal::kCatchUpTime);
     const auto reply =
-        co_await redis_.eval(kTake, 2, record_key, checkpoints_key, now, catch_up, prefix_);
+        co_await redis_.eval(kTake, 2, record_key, checkpoints_key, now, catch_up, prefix_, instance);
     if (!reply) co_return failed(reply.error());
     if (reply->is_nil()) co_return std::optional<journal::JobRecord>();
     if (!reply->is_array() || reply->elements.size() != 2) {
@@ -233,6 +235,13 @@ asio::awaitable<RedisResult<bool>> RedisJournal::taken_before(JobId job) {
     const auto reply = co_await redis_.command("HGET", record_key, "taken");
     if (!reply) co_return failed(reply.error());
     co_return reply->is_string() && reply->text == "1";
+}
+
+asio::awaitable<RedisResult<bool>> RedisJournal::persistence_off() {
+    const auto reply = co_await redis_.command("CONFIG", "GET", "appendonly");
+    if (!reply) co_return failed(reply.error());
+    co_return reply->is_array() && reply->elements.size() == 2 &&
+        reply->elements[1].text == "no";
 }
 
 asio::awaitable<RedisResult<std::string>> RedisJournal::state_of(JobId job) {
@@ -328,6 +337,7 @@ asio::awaitable<nlohmann::json> RedisJournal::task_history(std::string task_id) 
             run.ended_at_ms = to_int(ended);
         }
         run.resumes = static_cast<int>(to_int(field(fields, "resumes")));
+        run.instance = field(fields, "instance");
         const auto steps = co_await redis_.command("LRANGE", record_key + ":checkpoints", "0", "-1");
         if (!steps) throw redis_refused("read the history", steps.error());
         for (const auto& element : steps->elements) {

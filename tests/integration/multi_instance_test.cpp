@@ -208,6 +208,44 @@ TEST_CASE("A run whose task lock another instance took stops and leaves the task
     CHECK(submissions_made(stack) == 2);
 }
 
+TEST_CASE("replay on Redis queues the task for the instances and prints its ending") {
+    IEA_REQUIRE_REDIS_SERVER();
+    Stack stack(Env{{"HISTORY_API_TOKEN", kHistoryToken}}, 2);
+    // A ticked task whose webhook never arrived.
+    stack.sandbox().post("/admin/tasks", {{"id", "p1"},
+                                          {"description", "Make the background teal."},
+                                          {"ai_edit", true},
+                                          {"attachments", {{{"file", test_image()}}}}});
+    const auto base = stack.sandbox().base();
+    const Env env = {{"PATH", "/usr/bin:/bin"},
+                     {"STATE_BACKEND", "redis"},
+                     {"REDIS_URL", stack.redis()->url()},
+                     {"CLICKUP_API_KEY", "test-clickup-key-1"},
+                     {"CLICKUP_CUSTOM_FIELD_ID_AI_EDIT", iea::testing::ServiceProcess::kFieldId},
+                     {"OPENROUTER_API_KEY", "test-openrouter-key-1"},
+                     {"WAVESPEED_API_KEY", "test-wavespeed-key-1"},
+                     {"CLICKUP_API_BASE_URL", base + "/clickup/api/v2"},
+                     {"OPENROUTER_API_BASE_URL", base + "/openrouter/api/v1"},
+                     {"WAVESPEED_API_BASE_URL", base + "/wavespeed/api/v3"}};
+    const auto replay = [&] {
+        iea::testing::ChildProcess child(
+            {(iea::testing::binary_dir() / "image-edit-agent").string(), "--config",
+             std::string(IEA_SOURCE_DIR) + "/config/config.yaml", "replay", "p1"},
+            env);
+        const auto code = child.wait_exit(std::chrono::seconds(60));
+        REQUIRE(code);
+        return std::pair{*code, child.stdout_text() + child.stderr_text()};
+    };
+    const auto [code, output] = replay();
+    INFO(output);
+    CHECK(code == 0);
+    CHECK(output.find("task p1: completed") != std::string::npos);
+    check_ended_once(stack, "p1");
+    const auto runs = history(stack, 0, "p1").at("runs");
+    CHECK(runs[0].at("delivery_id").get<std::string>().starts_with("replay:"));
+    CHECK(runs[0].at("instance").get<std::string>().starts_with("stack-"));
+}
+
 TEST_CASE("Redis restarted in the middle of runs: nothing lost, nothing done twice") {
     IEA_REQUIRE_REDIS_SERVER();
     Stack stack(Env{{"HISTORY_API_TOKEN", kHistoryToken}}, 2);

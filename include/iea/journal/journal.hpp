@@ -69,6 +69,7 @@ struct HistoryRun {
     std::string state;
     std::optional<std::int64_t> ended_at_ms;
     int resumes = 0;
+    std::string instance;  ///< The instance that took it last (several instances on Redis).
     std::vector<HistoryStep> steps;
 };
 

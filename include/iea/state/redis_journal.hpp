@@ -61,10 +61,11 @@ class RedisJournal final : public journal::Journal {
                                                         journal::SystemClock::time_point received_at,
                                                         bool check_busy);
 
-    /// Marks the job as taken by an instance and reads its record and checkpoints. A job
+    /// Marks the job as taken by `instance` and reads its record and checkpoints. A job
     /// taken before counts as resumed once more (with the same rule as the SQLite journal for
     /// resumes that made no progress). Nothing when the job is unknown (expired).
-    asio::awaitable<RedisResult<std::optional<journal::JobRecord>>> take(journal::JobId job);
+    asio::awaitable<RedisResult<std::optional<journal::JobRecord>>> take(journal::JobId job,
+                                                                        std::string instance);
 
     /// Puts an unfinished job back at the end of the queue under a new entry, for another
     /// instance to take at once (this one is shutting down), and frees the task's lock when
@@ -74,6 +75,10 @@ class RedisJournal final : public journal::Journal {
 
     /// True when an instance took the job before (it is a resume, not a fresh tick).
     asio::awaitable<RedisResult<bool>> taken_before(journal::JobId job);
+
+    /// True when Redis runs without its append-only file (CONFIG GET appendonly is "no"): a
+    /// restart of Redis would lose accepted ticks. False too when Redis will not say.
+    asio::awaitable<RedisResult<bool>> persistence_off();
 
     /// How a job ended, or "running".
     asio::awaitable<RedisResult<std::string>> state_of(journal::JobId job);

@@ -79,7 +79,7 @@ TEST_CASE("redis journal: a tick is recorded and queued once; busy tasks and red
         busy_while_queued = co_await one.tick("task-1", "wh:2");
         depth = (co_await one.queue.depth()).value();
         read = (co_await one.queue.read_new()).value();
-        taken = (co_await one.journal.take(first.job)).value();
+        taken = (co_await one.journal.take(first.job, "instance-1")).value();
         // Taken: no longer waiting, and not locked here, so a new tick is a new job.
         after_take = co_await one.tick("task-1", "wh:3");
         need((co_await locks.acquire("task-2")).value().has_value(), "lock taken");
@@ -124,7 +124,7 @@ TEST_CASE("redis journal: a job taken again counts a resume; one that made no pr
             (void)co_await one.commands.command("HSET", key, "resumed_at_ms", long_ago);
         };
         auto take = [&]() -> asio::awaitable<void> {
-            const auto record = (co_await one.journal.take(job)).value();
+            const auto record = (co_await one.journal.take(job, "instance-1")).value();
             need(record.has_value(), "job known");
             counters.emplace_back(record->resumes, record->stalled_resumes);
             checkpoints_seen = record->checkpoints.size();
@@ -167,7 +167,7 @@ TEST_CASE("redis journal: the ending acknowledges the job; the history reads lik
         co_await two.connected();
         const auto job = (co_await one.tick("task-1", "wh:1")).job;
         need((co_await one.queue.read_new()).value().size() == 1, "read");
-        (void)co_await one.journal.take(job);
+        (void)co_await one.journal.take(job, "instance-1");
         running = (co_await one.queue.depth()).value();
         co_await one.journal.record_checkpoint(job, "task_checked", nlohmann::json::object());
         const auto attempts = nlohmann::json::array({{{"model", "m"}, {"score", 9}}});
@@ -176,7 +176,7 @@ TEST_CASE("redis journal: the ending acknowledges the job; the history reads lik
         ended = (co_await one.queue.depth()).value();
         state = (co_await two.journal.state_of(job)).value();
         history = co_await two.journal.task_history("task-1");
-        taken_after_end = (co_await two.journal.take(job)).value();
+        taken_after_end = (co_await two.journal.take(job, "instance-2")).value();
     }());
 
     CHECK(running.running == 1);
@@ -187,6 +187,7 @@ TEST_CASE("redis journal: the ending acknowledges the job; the history reads lik
     const auto& run = history["runs"][0];
     CHECK(run.at("state") == "complete");
     CHECK(run.at("delivery_id") == "wh:1");
+    CHECK(run.at("instance") == "instance-1");
     CHECK(run.at("ended_at").is_string());
     CHECK(run.at("attempts").size() == 1);
     REQUIRE(run.at("steps").size() == 1);
@@ -217,7 +218,7 @@ TEST_CASE("redis journal: a job handed back is taken at once by another instance
         co_await two.connected();
         const auto job = (co_await one.tick("task-1", "wh:1")).job;
         need((co_await one.queue.read_new()).value().size() == 1, "read by one");
-        need((co_await one.journal.take(job)).has_value(), "taken by one");
+        need((co_await one.journal.take(job, "instance-1")).has_value(), "taken by one");
         const auto token = (co_await locks.acquire("task-1")).value();
         need(token.has_value(), "locked by one");
         need((co_await one.journal.hand_back(job, "task-1", *token)).has_value(), "handed back");
