@@ -64,33 +64,9 @@ void wait_for_steps(Stack& stack, std::size_t steps) {
     }
 }
 
-std::size_t count_titled(const json& task, const std::string& prefix) {
-    std::size_t count = 0;
-    for (const auto& attachment : task.at("attachments")) {
-        if (attachment.at("title").get<std::string>().starts_with(prefix)) ++count;
-    }
-    return count;
-}
-
 /// Every task ended once: one terminal state, one run in the journal, one of each write.
 void check_each_task_ended_once(Stack& stack, const std::vector<std::string>& tasks) {
-    for (const auto& id : tasks) {
-        INFO("task " << id);
-        const auto task = stack.wait_for_end(id, std::chrono::seconds(90));
-        CHECK(task.at("status").at("status") == "complete");
-        CHECK_FALSE(task.at("ai_edit").get<bool>());
-        CHECK(task.at("comments").size() == 1);
-        CHECK(count_titled(task, "ai-source_") == 1);
-        CHECK(count_titled(task, "ai-edit_") == 1);
-
-        const auto reply = iea::testing::http_request(
-            stack.service().port(), "GET", "/tasks/" + id, {},
-            {{"Authorization", kHistoryAuthorization}});
-        REQUIRE(reply.status == 200);
-        const auto runs = json::parse(reply.body).at("runs");
-        REQUIRE(runs.size() == 1);
-        CHECK(runs[0].at("state") == "complete");
-    }
+    for (const auto& id : tasks) iea::testing::check_ended_once(stack, id, kHistoryToken);
 }
 
 Stack crash_stack() {
@@ -226,5 +202,5 @@ TEST_CASE("crash: an ending ClickUp refused to take is carried out at the next s
     const auto task = stack.wait_for_end("r1");
     CHECK(task.at("status").at("status") == "complete");
     CHECK(task.at("comments").size() == 1);
-    CHECK(count_titled(task, "ai-edit_") == 1);
+    CHECK(iea::testing::count_titled(task, "ai-edit_") == 1);
 }

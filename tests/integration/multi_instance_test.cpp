@@ -28,14 +28,6 @@ std::string test_image() {
     return path.string();
 }
 
-std::size_t count_titled(const json& task, const std::string& prefix) {
-    std::size_t count = 0;
-    for (const auto& attachment : task.at("attachments")) {
-        if (attachment.at("title").get<std::string>().starts_with(prefix)) ++count;
-    }
-    return count;
-}
-
 std::size_t count_in(const std::string& text, const std::string& needle) {
     std::size_t count = 0;
     for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
@@ -53,20 +45,9 @@ json history(Stack& stack, std::size_t instance, const std::string& task_id) {
 }
 
 /// The task ended complete with one of each write, and the live instances show one run.
-void check_ended_once(Stack& stack, const std::string& task_id,
-                      std::vector<std::size_t> live = {0, 1}) {
-    INFO("task " << task_id);
-    const auto task = stack.wait_for_end(task_id, std::chrono::seconds(90));
-    CHECK(task.at("status").at("status") == "complete");
-    CHECK_FALSE(task.at("ai_edit").get<bool>());
-    CHECK(task.at("comments").size() == 1);
-    CHECK(count_titled(task, "ai-source_") == 1);
-    CHECK(count_titled(task, "ai-edit_") == 1);
-    for (const auto instance : live) {
-        const auto runs = history(stack, instance, task_id).at("runs");
-        REQUIRE(runs.size() == 1);
-        CHECK(runs[0].at("state") == "complete");
-    }
+void ended_once(Stack& stack, const std::string& task_id,
+                const std::vector<std::size_t>& live = {0, 1}) {
+    iea::testing::check_ended_once(stack, task_id, kHistoryToken, live);
 }
 
 /// Generations WaveSpeed was asked for (not polls, not uploads).
@@ -105,7 +86,7 @@ TEST_CASE("20 copies of one tick spread over two instances start exactly one run
     Stack stack(Env{{"HISTORY_API_TOKEN", kHistoryToken}}, 2);
     const auto id = stack.add_task("m1", "Make the background teal.", test_image());
     stack.tick(id, 20);
-    check_ended_once(stack, id);
+    ended_once(stack, id);
 
     // Only one instance ran it.
     CHECK(count_in(log_of(stack, 0) + log_of(stack, 1), "\"Task started\"") == 1);
@@ -122,7 +103,7 @@ TEST_CASE("Ticks of 10 tasks spread over two instances all complete, each exactl
             stack.add_task("t" + std::to_string(i), "Make the background teal.", test_image()));
     }
     for (const auto& id : tasks) stack.tick(id);
-    for (const auto& id : tasks) check_ended_once(stack, id);
+    for (const auto& id : tasks) ended_once(stack, id);
 
     const auto started_a = count_in(log_of(stack, 0), "\"Task started\"");
     const auto started_b = count_in(log_of(stack, 1), "\"Task started\"");
@@ -150,7 +131,7 @@ TEST_CASE("An instance killed in the middle of a task: the other takes it over a
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     CHECK(stack.stop_service(SIGKILL, *runner) == 128 + SIGKILL);
 
-    check_ended_once(stack, id, {other});
+    ended_once(stack, id, {other});
     const auto runs = history(stack, other, id).at("runs");
     CHECK(runs[0].at("resumes").get<int>() >= 1);
     CHECK(log_of(stack, other).find("\"Task resumed\"") != std::string::npos);
@@ -173,7 +154,7 @@ TEST_CASE("An instance stopped for a deploy hands its unfinished task to the oth
     CHECK(log_of(stack, *runner).find("\"Unfinished task handed back to the queue\"") !=
           std::string::npos);
 
-    check_ended_once(stack, id, {other});
+    ended_once(stack, id, {other});
     CHECK(log_of(stack, other).find("\"Task resumed\"") != std::string::npos);
 }
 
@@ -199,7 +180,7 @@ TEST_CASE("A run whose task lock another instance took stops and leaves the task
     // The other holder goes away; the job is claimed (by either instance) and finished, once,
     // and the run that lost its lock did not go on.
     REQUIRE(std::system((redis_cli + "DEL iea:lock:l1 > /dev/null").c_str()) == 0);
-    check_ended_once(stack, id);
+    ended_once(stack, id);
     const auto both = log_of(stack, 0) + log_of(stack, 1);
     INFO(both);
     CHECK(count_in(both, "\"Task left to the instance that holds its lock now\"") == 1);
@@ -240,7 +221,7 @@ TEST_CASE("replay on Redis queues the task for the instances and prints its endi
     INFO(output);
     CHECK(code == 0);
     CHECK(output.find("task p1: completed") != std::string::npos);
-    check_ended_once(stack, "p1");
+    ended_once(stack, "p1");
     const auto runs = history(stack, 0, "p1").at("runs");
     CHECK(runs[0].at("delivery_id").get<std::string>().starts_with("replay:"));
     CHECK(runs[0].at("instance").get<std::string>().starts_with("stack-"));
@@ -267,7 +248,7 @@ TEST_CASE("Redis restarted in the middle of runs: nothing lost, nothing done twi
     CHECK(ready.body.find("Redis") != std::string::npos);
     stack.redis()->start();
 
-    for (const auto& id : tasks) check_ended_once(stack, id);
+    for (const auto& id : tasks) ended_once(stack, id);
 }
 
 TEST_CASE("A tick arriving while Redis is down is answered 503 and taken when ClickUp sends it again") {
@@ -281,7 +262,7 @@ TEST_CASE("A tick arriving while Redis is down is answered 503 and taken when Cl
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));
     stack.redis()->start();
 
-    check_ended_once(stack, id);
+    ended_once(stack, id);
     bool refused = false;
     for (const auto& delivery : stack.sandbox().get("/admin/webhooks")) {
         if (delivery.value("status", 0) == 503) refused = true;

@@ -1,4 +1,6 @@
 #include "support/stack.hpp"
+
+#include <catch2/catch.hpp>
 #include "support/redis_server.hpp"
 
 #include <vips/vips.h>
@@ -166,6 +168,33 @@ nlohmann::json Stack::wait_for_end(const std::string& task_id, std::chrono::mill
 
 nlohmann::json Stack::requests(const std::string& service) {
     return sandbox_->get("/admin/requests?service=" + service);
+}
+
+std::size_t count_titled(const nlohmann::json& task, const std::string& prefix) {
+    std::size_t count = 0;
+    for (const auto& attachment : task.at("attachments")) {
+        if (attachment.at("title").get<std::string>().starts_with(prefix)) ++count;
+    }
+    return count;
+}
+
+void check_ended_once(Stack& stack, const std::string& task_id, const std::string& history_token,
+                      const std::vector<std::size_t>& instances) {
+    INFO("task " << task_id);
+    const auto task = stack.wait_for_end(task_id, std::chrono::seconds(90));
+    CHECK(task.at("status").at("status") == "complete");
+    CHECK_FALSE(task.at("ai_edit").get<bool>());
+    CHECK(task.at("comments").size() == 1);
+    CHECK(count_titled(task, "ai-source_") == 1);
+    CHECK(count_titled(task, "ai-edit_") == 1);
+    for (const auto instance : instances) {
+        const auto reply = http_request(stack.service(instance).port(), "GET", "/tasks/" + task_id,
+                                        {}, {{"Authorization", "Bearer " + history_token}});
+        REQUIRE(reply.status == 200);
+        const auto runs = nlohmann::json::parse(reply.body).at("runs");
+        REQUIRE(runs.size() == 1);
+        CHECK(runs[0].at("state") == "complete");
+    }
 }
 
 }  // namespace iea::testing

@@ -70,4 +70,13 @@ private:
     std::vector<Env> service_envs_;
 };
 
+/// Attachments of `task` (as the sandbox shows it) whose title starts with `prefix`.
+[[nodiscard]] std::size_t count_titled(const nlohmann::json& task, const std::string& prefix);
+
+/// Waits for the task's end and checks it ended complete exactly once: box unticked, one
+/// comment, one source and one result upload, and one run in the history each of the given
+/// instances serves (read with `history_token`).
+void check_ended_once(Stack& stack, const std::string& task_id, const std::string& history_token,
+                      const std::vector<std::size_t>& instances = {0});
+
 }  // namespace iea::testing
