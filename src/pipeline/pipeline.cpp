@@ -1271,10 +1271,20 @@ void Pipeline::spawn(service::TaskJob job, locking::TaskLocks::Guard lock,
          given_up = std::move(given_up)]() mutable -> asio::awaitable<void> {
             // Past MAX_CONCURRENT_TASKS a run waits here, recorded, for a slot.
             const auto slot = co_await task_slots_.acquire();
+            const auto task_id = job.task_id;
             TaskRun task_run(*this, std::move(job), &lock, recorded, resumes, stalled_resumes);
             task_run.stop_when(std::move(given_up));
-            const auto ending = co_await task_run.run();
-            count_ending(ending);
+            // A run whose journal failed under it has not ended: it stays unfinished, to be
+            // picked up again, and whoever started it still hears of it (locks, the queue).
+            auto ending = Ending::kInterrupted;
+            try {
+                ending = co_await task_run.run();
+                count_ending(ending);
+            } catch (const std::exception& error) {
+                logging::Logger("pipeline").error(
+                    "Task run stopped: its progress could not be recorded",
+                    {{"task_id", task_id}, {"error", error.what()}});
+            }
             if (on_end) co_await on_end(ending);
             // The lock goes when this coroutine ends, after every write to the task.
         },

@@ -111,7 +111,8 @@ struct SharedState {
           reads(io.get_executor(), endpoint, {.name = "redis-queue-reads"}),
           queue(commands, reads, queue_options(settings, instance)),
           journal(commands, endpoint.redacted(), queue.options(), settings.lock_ttl),
-          task_locks(commands, settings.job_claim_after, "iea:", instance) {}
+          task_locks(commands, settings.job_claim_after, "iea:", instance),
+          instance_names(commands, kNameLife, "iea:instance-name:") {}
 
     static state::JobQueueOptions queue_options(const config::Settings& settings,
                                                 const std::string& instance) {
@@ -127,6 +128,7 @@ struct SharedState {
     state::RedisJobQueue queue;
     state::RedisJournal journal;
     state::RedisTaskLocks task_locks;
+    state::RedisTaskLocks instance_names;
 };
 
 state::RedisEndpoint redis_endpoint(const config::Settings& settings) {
@@ -177,7 +179,8 @@ int run_service(const config::Settings& settings) {
     TaskRunner* admissions = &runner;
     if (shared_mode) {
         queued = std::make_unique<QueuedTasks>(io.get_executor(), shared->journal, shared->queue,
-                                               shared->task_locks, locks, runner);
+                                               shared->task_locks, shared->instance_names, locks,
+                                               runner);
         admissions = queued.get();
     }
     WebhookIntake intake({settings.clickup_webhook_secret.reveal(), settings.ai_edit_field_id,
@@ -197,6 +200,7 @@ int run_service(const config::Settings& settings) {
         return problems.front();
     });
     readiness.add_check(shared_mode ? "redis" : "journal", [journal] { return journal->problem(); });
+    if (queued) readiness.add_check("instance", [&queued] { return queued->problem(); });
     const auto locks_reading = metrics::read_at_scrape(metrics::Reading::kLocksHeld, [&locks] {
         return static_cast<double>(locks.stats().total_locks);
     });

@@ -48,11 +48,13 @@ std::optional<EntryJob> read_entry(const state::QueuedJob& entry) {
 
 QueuedTasks::QueuedTasks(asio::any_io_executor executor, state::RedisJournal& journal,
                          state::RedisJobQueue& queue, state::RedisTaskLocks& task_locks,
-                         locking::TaskLocks& local_locks, pipeline::Pipeline& runner)
+                         state::RedisTaskLocks& instance_names, locking::TaskLocks& local_locks,
+                         pipeline::Pipeline& runner)
     : executor_(std::move(executor)),
       journal_(journal),
       queue_(queue),
       task_locks_(task_locks),
+      instance_names_(instance_names),
       local_locks_(local_locks),
       runner_(runner) {}
 
@@ -124,6 +126,7 @@ asio::awaitable<void> QueuedTasks::take_jobs() {
         log_.warning("Redis runs without appendonly: a restart of Redis loses accepted tasks; "
                      "set appendonly yes");
     }
+    co_await hold_name();
     // Jobs this instance's previous process left unfinished: taken back at once rather than
     // after the claim timeout.
     while (!stopping_) {
@@ -139,7 +142,15 @@ asio::awaitable<void> QueuedTasks::take_jobs() {
 
     const auto claim_every = queue_.options().claim_after / 2;
     auto next_claim = std::chrono::steady_clock::now();
+    auto next_name_renewal = std::chrono::steady_clock::now() + kNameLife / 3;
     while (!stopping_) {
+        if (std::chrono::steady_clock::now() >= next_name_renewal) {
+            next_name_renewal = std::chrono::steady_clock::now() + kNameLife / 3;
+            if (!co_await keep_name()) {
+                co_await hold_name();
+                continue;
+            }
+        }
         // Unknown while Redis is away, rather than an old reading shown as current.
         const auto depth = co_await queue_.depth();
         depth_known_ = depth.has_value();
@@ -176,7 +187,43 @@ asio::awaitable<void> QueuedTasks::take_jobs() {
             asio::co_spawn(executor_, start_job(std::move(entry), false), asio::detached);
         }
     }
+    // Free the name at once, so that this instance's next start takes its jobs back without
+    // waiting for the hold to run out.
+    if (!name_token_.empty()) {
+        (void)co_await instance_names_.release(queue_.options().consumer, name_token_);
+    }
     stopped_ = true;
+}
+
+asio::awaitable<void> QueuedTasks::hold_name() {
+    const auto& name = queue_.options().consumer;
+    name_token_.clear();
+    while (!stopping_) {
+        if (const auto held = co_await instance_names_.acquire(name); held && *held) {
+            name_token_ = **held;
+            if (name_taken_elsewhere_) log_.info("Instance name free again; taking tasks");
+            name_taken_elsewhere_ = false;
+            co_return;
+        } else if (held && !name_taken_elsewhere_) {
+            log_.error("Another instance seems to run with this INSTANCE_ID; this one takes no "
+                       "tasks until the name is free (give every instance its own)",
+                       {{"instance", name}});
+            name_taken_elsewhere_ = true;
+        }
+        co_await sleep_for(std::chrono::duration_cast<std::chrono::milliseconds>(kNameLife) / 6);
+    }
+}
+
+asio::awaitable<bool> QueuedTasks::keep_name() {
+    const auto renewed = co_await instance_names_.renew(queue_.options().consumer, name_token_);
+    // Redis away: nothing is taken meanwhile anyway; the hold is looked at again next time.
+    if (!renewed) co_return true;
+    co_return *renewed;
+}
+
+std::optional<std::string> QueuedTasks::problem() const {
+    if (!name_taken_elsewhere_) return std::nullopt;
+    return "another live instance uses INSTANCE_ID " + queue_.options().consumer;
 }
 
 asio::awaitable<void> QueuedTasks::hand_back_unstarted(const state::QueuedJob& entry) {
@@ -232,11 +279,15 @@ asio::awaitable<void> QueuedTasks::start_job(state::QueuedJob entry, bool taking
 
     auto taken = co_await journal_.take(job, queue_.options().consumer);
     if (!taken) {
+        log_.warning("Task could not be taken from the queue; it is tried again later",
+                     {{"task_id", task_id}, {"run_id", job}, {"error", taken.error().message()}});
         co_await release();
         co_return;
     }
     if (!*taken || (*taken)->state != journal::kRunning) {
         // Expired or ended already (a hand-back raced its ending): nothing left to run.
+        log_.info("Queue entry of a run that ended or expired, dropped",
+                  {{"task_id", task_id}, {"run_id", job}});
         (void)co_await queue_.acknowledge(entry.id);
         co_await release();
         co_return;

@@ -325,7 +325,8 @@ asio::awaitable<std::vector<RedisReply>> read_answers(Connection& connection, st
     co_return answers;
 }
 
-// Connects, logs in and selects the database. Returns why it failed, or nothing.
+// Connects, logs in, selects the database and waits for a PING's answer. Returns why it
+// failed, or nothing.
 asio::awaitable<std::optional<std::string>> connect_once(State& state, Connection& connection) {
     tcp::resolver resolver(state.executor);
     const auto [resolve_error, endpoints] = co_await resolver.async_resolve(
@@ -354,14 +355,17 @@ asio::awaitable<std::optional<std::string>> connect_once(State& state, Connectio
         hello += detail::encode_command(select);
         ++answers_due;
     }
+    // A PING answered, not a connection accepted, is what says Redis is there: the kernel of a
+    // frozen (SIGSTOPped) Redis still accepts connections.
+    const std::vector<std::string_view> ping{"PING"};
+    hello += detail::encode_command(ping);
+    ++answers_due;
     try {
-        if (answers_due > 0) {
-            co_await asio::async_write(connection.stream, asio::buffer(hello), asio::use_awaitable);
-            for (const auto& answer : co_await read_answers(connection, answers_due)) {
-                // Redis's error text names the problem (WRONGPASS, NOAUTH), never the password.
-                if (answer.is_error())
-                    co_return "Redis refused the login or database: " + answer.text;
-            }
+        co_await asio::async_write(connection.stream, asio::buffer(hello), asio::use_awaitable);
+        for (const auto& answer : co_await read_answers(connection, answers_due)) {
+            // Redis's error text names the problem (WRONGPASS, NOAUTH, LOADING), never the
+            // password.
+            if (answer.is_error()) co_return "Redis refused the connection: " + answer.text;
         }
     } catch (const std::exception& e) {
         co_return std::string("handshake failed: ") + e.what();

@@ -77,10 +77,19 @@ redis.call('SET', ARGV[4] .. 'queued:' .. task, id, 'PX', ARGV[3])
 return 1
 )lua");
 
+// A checkpoint of the run that owns the record: after Redis lost its data, job numbers start
+// again, and a run from before must not write into a newer job's record (it gets -1).
+// KEYS: job, checkpoints. ARGV: entry, the run's delivery id ('' when unknown).
+const RedisScript kAppend(R"lua(
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'delivery_id') ~= ARGV[2] then return -1 end
+return redis.call('RPUSH', KEYS[2], ARGV[1])
+)lua");
+
 // The ending and the queue's acknowledgement together: an ended job is never run again.
-// KEYS: job, checkpoints, stream. ARGV: state, now ms, group, keep ms.
+// KEYS: job, checkpoints, stream. ARGV: state, now ms, group, keep ms, the run's delivery id.
 const RedisScript kEnd(R"lua(
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[5] ~= '' and redis.call('HGET', KEYS[1], 'delivery_id') ~= ARGV[5] then return -1 end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'ended_at_ms', ARGV[2], 'finished_at_ms', ARGV[2])
 local entry = redis.call('HGET', KEYS[1], 'entry')
 if entry then
@@ -207,6 +216,9 @@ asio::awaitable<RedisResult<std::optional<journal::JobRecord>>> RedisJournal::ta
     record.state = field(fields, "state");
     record.resumes = static_cast<int>(to_int(field(fields, "resumes")));
     record.stalled_resumes = static_cast<int>(to_int(field(fields, "stalled_resumes")));
+    // From now on this instance writes for this run only while the record is still its own.
+    runs_here_[job] = record.delivery_id;
+    lost_.erase(job);
     for (const auto& element : reply->elements[1].elements) {
         auto step = to_step(element.text);
         if (!step) {
@@ -260,19 +272,21 @@ asio::awaitable<void> RedisJournal::until_answered(JobId job, std::string_view w
     asio::steady_timer pause(co_await asio::this_coro::executor);
     for (;;) {
         const auto outcome = co_await attempt();
-        if (outcome && outcome->is_error()) {
-            // Redis answered but would not do it (out of memory, a key of the wrong type):
-            // waiting would not help.
-            throw std::runtime_error(fmt::format("Redis refused to {}: {}", what, outcome->text));
-        }
-        if (outcome) {
+        if (outcome && !outcome->is_error()) {
             if (paused) log_.info("Run goes on: Redis answers again", {{"run_id", job}});
             co_return;
         }
-        if (outcome.error() != RedisErrc::kUnavailable) throw redis_refused(what, outcome.error());
         if (!paused) {
-            // The client logs the outage itself, once; this says which runs wait for it.
-            log_.debug("Run paused until Redis answers", {{"run_id", job}, {"step", what}});
+            if (outcome) {
+                // Redis answers but will not take it (out of memory, most likely): the run
+                // waits as it would for an outage, so an operator can free memory and lose
+                // nothing; the client logs nothing of it, so this does.
+                log_.error("Run paused: Redis refuses to record it",
+                           {{"run_id", job}, {"step", what}, {"error", outcome->text}});
+            } else {
+                // The client logs an outage itself, once; this says which runs wait for it.
+                log_.debug("Run paused until Redis answers", {{"run_id", job}, {"step", what}});
+            }
             paused = true;
         }
         pause.expires_after(kRetryPause);
@@ -289,30 +303,56 @@ asio::awaitable<std::optional<JobId>> RedisJournal::record_job(
     co_return result->job;
 }
 
+std::string RedisJournal::delivery_of(JobId job) const {
+    const auto found = runs_here_.find(job);
+    return found == runs_here_.end() ? std::string() : found->second;
+}
+
+void RedisJournal::note_lost(JobId job) {
+    if (!lost_.insert(job).second) return;
+    log_.error("Redis no longer holds this run's record (did it restart without its data?); "
+               "the run goes on unrecorded",
+               {{"run_id", job}, {"delivery_id", delivery_of(job)}});
+}
+
 asio::awaitable<RedisResult<RedisReply>> RedisJournal::append_checkpoint(
     JobId job, const std::string& key, const nlohmann::json& value) {
-    const auto checkpoints_key = job_key(job) + ":checkpoints";
+    const auto record_key = job_key(job);
+    const auto checkpoints_key = record_key + ":checkpoints";
     const nlohmann::json entry = {{"key", key}, {"data", value}, {"at_ms", unix_ms()}};
     const auto text = entry.dump();
-    co_return co_await redis_.command("RPUSH", checkpoints_key, text);
+    const auto delivery = delivery_of(job);
+    co_return co_await redis_.eval(kAppend, 2, record_key, checkpoints_key, text, delivery);
 }
 
 asio::awaitable<void> RedisJournal::record_checkpoint(JobId job, std::string key,
                                                       nlohmann::json value) {
-    auto append = [&]() { return append_checkpoint(job, key, value); };
+    if (lost_.contains(job)) co_return;
+    std::int64_t answer = 0;
+    auto append = [&]() -> asio::awaitable<RedisResult<RedisReply>> {
+        auto reply = co_await append_checkpoint(job, key, value);
+        if (reply && reply->is_integer()) answer = reply->integer;
+        co_return reply;
+    };
     co_await until_answered(job, "record a checkpoint", append);
+    if (answer < 0) note_lost(job);
 }
 
 asio::awaitable<void> RedisJournal::record_ending(JobId job, std::string state) {
     const auto record_key = job_key(job);
     const auto checkpoints_key = record_key + ":checkpoints";
     const auto keep = ms_text(kRedisHistoryKeptFor);
-    auto end = [&]() -> asio::awaitable<RedisResult<RedisReply>> {
-        const auto now = std::to_string(unix_ms());
-        co_return co_await redis_.eval(kEnd, 3, record_key, checkpoints_key, queue_.stream, state,
-                                       now, queue_.group, keep);
-    };
-    co_await until_answered(job, "record the ending", end);
+    const auto delivery = delivery_of(job);
+    if (!lost_.contains(job)) {
+        auto end = [&]() -> asio::awaitable<RedisResult<RedisReply>> {
+            const auto now = std::to_string(unix_ms());
+            co_return co_await redis_.eval(kEnd, 3, record_key, checkpoints_key, queue_.stream,
+                                           state, now, queue_.group, keep, delivery);
+        };
+        co_await until_answered(job, "record the ending", end);
+    }
+    runs_here_.erase(job);
+    lost_.erase(job);
 }
 
 asio::awaitable<nlohmann::json> RedisJournal::task_history(std::string task_id) {

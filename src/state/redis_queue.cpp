@@ -99,7 +99,9 @@ asio::awaitable<RedisResult<std::vector<QueuedJob>>> RedisJobQueue::read_new(std
     if (reply->is_nil()) co_return jobs;  // nothing arrived while blocked
     if (reply->is_error_code("NOGROUP")) {
         // Redis lost the group (restarted without its data): make it again, read next time.
-        log_.warning("Job queue group missing, creating it again");
+        // Whatever waited in the queue is gone with it, and nobody else can say so.
+        log_.error("Redis lost the job queue (restarted without its data?): tasks that waited "
+                   "in it will not run; their boxes stay ticked. Creating the queue again");
         const auto created = co_await ensure_group();
         if (!created) co_return failed(created.error());
         co_return jobs;

@@ -227,6 +227,26 @@ TEST_CASE("replay on Redis queues the task for the instances and prints its endi
     CHECK(runs[0].at("instance").get<std::string>().starts_with("stack-"));
 }
 
+TEST_CASE("Two live instances given one INSTANCE_ID: only one takes tasks, the other says why") {
+    IEA_REQUIRE_REDIS_SERVER();
+    Stack stack(Env{{"HISTORY_API_TOKEN", kHistoryToken}, {"INSTANCE_ID", "same-name"}}, 2);
+    const auto idle = wait_for_log(stack, "Another instance seems to run with this INSTANCE_ID");
+    REQUIRE(idle);
+    const auto ready = iea::testing::http_request(stack.service(*idle).port(), "GET",
+                                                  "/health/ready");
+    CHECK(ready.status == 503);
+    CHECK(ready.body.find("INSTANCE_ID") != std::string::npos);
+
+    std::vector<std::string> tasks;
+    for (int i = 1; i <= 3; ++i) {
+        tasks.push_back(
+            stack.add_task("n" + std::to_string(i), "Make the background teal.", test_image()));
+    }
+    for (const auto& id : tasks) stack.tick(id);
+    for (const auto& id : tasks) ended_once(stack, id);
+    CHECK(count_in(log_of(stack, *idle), "\"Task started\"") == 0);
+}
+
 TEST_CASE("Redis restarted in the middle of runs: nothing lost, nothing done twice") {
     IEA_REQUIRE_REDIS_SERVER();
     Stack stack(Env{{"HISTORY_API_TOKEN", kHistoryToken}}, 2);

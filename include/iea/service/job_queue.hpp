@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -30,12 +31,17 @@
 
 namespace iea::service {
 
+/// How long a hold on an instance's name lasts without renewal (renewed every third of it).
+inline constexpr std::chrono::seconds kNameLife{6};
+
 class QueuedTasks final : public TaskRunner {
   public:
     /// Everything given must outlive this object.
+    /// `instance_names` holds the lock on this instance's name (its INSTANCE_ID).
     QueuedTasks(boost::asio::any_io_executor executor, state::RedisJournal& journal,
                 state::RedisJobQueue& queue, state::RedisTaskLocks& task_locks,
-                locking::TaskLocks& local_locks, pipeline::Pipeline& runner);
+                state::RedisTaskLocks& instance_names, locking::TaskLocks& local_locks,
+                pipeline::Pipeline& runner);
 
     /// Records the tick and queues it (one atomic step in Redis); the run starts on whichever
     /// instance has room first. With `wait_for_end`, waits for the job's ending.
@@ -53,8 +59,16 @@ class QueuedTasks final : public TaskRunner {
     /// The queue as last read (every instance's jobs), for /health.
     [[nodiscard]] nlohmann::json depth() const;
 
+    /// Why this instance takes no jobs (another live instance has its name), or nothing.
+    [[nodiscard]] std::optional<std::string> problem() const;
+
   private:
     boost::asio::awaitable<void> take_jobs();
+    /// Holds this instance's name in Redis while it takes jobs: two live instances under one
+    /// name would take each other's jobs. Waits while another live instance holds it (a dead
+    /// predecessor's hold runs out within kNameLife); false when it lost it again.
+    boost::asio::awaitable<void> hold_name();
+    boost::asio::awaitable<bool> keep_name();
     boost::asio::awaitable<void> start_job(state::QueuedJob entry, bool taking_back);
     boost::asio::awaitable<void> hand_back_unstarted(const state::QueuedJob& entry);
     /// Renews the task's Redis lock and the queue entry until `running` turns false; sets
@@ -68,6 +82,9 @@ class QueuedTasks final : public TaskRunner {
     state::RedisJournal& journal_;
     state::RedisJobQueue& queue_;
     state::RedisTaskLocks& task_locks_;
+    state::RedisTaskLocks& instance_names_;
+    std::string name_token_;  // this process's hold on the instance name
+    bool name_taken_elsewhere_ = false;
     locking::TaskLocks& local_locks_;
     pipeline::Pipeline& runner_;
     bool stopping_ = false;

@@ -18,6 +18,8 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <unordered_map>
+#include <unordered_set>
 
 #include <boost/asio/awaitable.hpp>
 
@@ -100,6 +102,10 @@ class RedisJournal final : public journal::Journal {
     asio::awaitable<void> until_answered(journal::JobId job, std::string_view what,
                                          Attempt& attempt);
     [[nodiscard]] std::string job_key(journal::JobId job) const;
+    /// The delivery of a run this instance took; empty when it took none of that number.
+    [[nodiscard]] std::string delivery_of(journal::JobId job) const;
+    /// Redis no longer holds the run's record: it goes on unrecorded. Logged once.
+    void note_lost(journal::JobId job);
     asio::awaitable<RedisResult<RedisReply>> append_checkpoint(journal::JobId job,
                                                              const std::string& key,
                                                              const nlohmann::json& value);
@@ -109,6 +115,10 @@ class RedisJournal final : public journal::Journal {
     JobQueueOptions queue_;
     std::chrono::milliseconds remember_deliveries_;
     std::string prefix_;
+    // Runs this instance took, by number: their delivery, which their record must still show
+    // (job numbers start again after Redis lost its data).
+    std::unordered_map<journal::JobId, std::string> runs_here_;
+    std::unordered_set<journal::JobId> lost_;  // runs whose record Redis lost
     logging::Logger log_;
 };
 

@@ -272,6 +272,32 @@ TEST_CASE("redis client: a command in flight fails when the connection drops", "
     CHECK(is_unavailable(*outcome));
 }
 
+TEST_CASE("redis client: a frozen server is not taken for back until it answers", "[state]") {
+    IEA_REQUIRE_REDIS_SERVER();
+    RedisServer server;
+    asio::io_context io;
+    auto options = quick_options();
+    options.command_timeout = 500ms;
+    options.connect_timeout = 500ms;
+    RedisClient redis(io.get_executor(), parse_redis_url(server.url()), options);
+    redis.start();
+
+    bool back_while_frozen = true;
+    bool back_after = false;
+    run_task(io, [&]() -> asio::awaitable<void> {
+        need(co_await redis.wait_connected(5s), "connected");
+        server.pause();
+        (void)co_await redis.command("PING");  // times out: the connection is dropped
+        // The kernel still accepts connections for a stopped process; only a PING's answer
+        // counts.
+        back_while_frozen = co_await redis.wait_connected(2s);
+        server.resume();
+        back_after = co_await redis.wait_connected(5s);
+    }());
+    CHECK_FALSE(back_while_frozen);
+    CHECK(back_after);
+}
+
 TEST_CASE("redis client: a server that stops answering times out and is reconnected", "[state]") {
     IEA_REQUIRE_REDIS_SERVER();
     RedisServer server;
@@ -316,11 +342,14 @@ TEST_CASE("redis client: a peer that does not speak RESP fails the command, no c
     const auto url = "redis://127.0.0.1:" + std::to_string(listener.local_endpoint().port());
     RedisClient redis(io.get_executor(), parse_redis_url(url), quick_options());
     redis.start();
+    bool connected = true;
     bool refused = false;
     run_task(io, [&]() -> asio::awaitable<void> {
-        need(co_await redis.wait_connected(5s), "connected");  // TCP only: nothing to log in
+        // The connection's PING gets no RESP answer, so it never counts as connected.
+        connected = co_await redis.wait_connected(1s);
         refused = is_unavailable(co_await redis.command("PING"));
     }());
+    CHECK_FALSE(connected);
     CHECK(refused);
-    CHECK(logs.count("protocol error") == 1);
+    CHECK(logs.count("protocol error") == 1);  // once for the outage, not once per attempt
 }

@@ -279,3 +279,80 @@ TEST_CASE("redis journal: a checkpoint waits while Redis is down and is written 
     CHECK(recorded);
     CHECK(steps == 1);
 }
+
+TEST_CASE("redis journal: after Redis lost its data, a run from before does not write into the "
+          "new job of the same number",
+          "[state]") {
+    IEA_REQUIRE_REDIS_SERVER();
+    const LogCapture logs;
+    RedisServer server;
+    asio::io_context io;
+    Instance one(io, server.url(), "instance-1");
+
+    EnqueueResult newer;
+    nlohmann::json newer_history;
+    std::string newer_state;
+    run_task(io, [&]() -> asio::awaitable<void> {
+        co_await one.connected();
+        const auto old_job = (co_await one.tick("task-old", "wh:1")).job;
+        need((co_await one.journal.take(old_job, "instance-1")).has_value(), "taken");
+        (void)co_await one.commands.command("FLUSHALL");
+        need((co_await one.queue.ensure_group()).has_value(), "group again");
+        newer = co_await one.tick("task-new", "wh:2");
+        // The old run goes on: its steps and its ending must not land on the new job.
+        const nlohmann::json step = {{"url", "u"}};
+        co_await one.journal.record_checkpoint(old_job, "image", step);
+        co_await one.journal.record_checkpoint(old_job, "decision", step);
+        co_await one.journal.record_ending(old_job, "complete");
+        newer_history = co_await one.journal.task_history("task-new");
+        newer_state = (co_await one.journal.state_of(newer.job)).value();
+    }());
+
+    CHECK(newer.job == 1);  // numbering started again
+    REQUIRE(newer_history.at("runs").size() == 1);
+    CHECK(newer_history["runs"][0].at("steps").empty());
+    CHECK(newer_state == "running");
+    CHECK(logs.count("Redis no longer holds this run's record") == 1);
+}
+
+TEST_CASE("redis journal: a checkpoint Redis refuses (out of memory) waits and is written once "
+          "memory is back",
+          "[state]") {
+    IEA_REQUIRE_REDIS_SERVER();
+    const LogCapture logs;
+    RedisServer server;
+    asio::io_context io;
+    Instance one(io, server.url(), "instance-1");
+
+    bool recorded = false;
+    bool recorded_while_full = true;
+    std::size_t steps = 0;
+    run_task(
+        io,
+        [&]() -> asio::awaitable<void> {
+            co_await one.connected();
+            const auto job = (co_await one.tick("task-1", "wh:1")).job;
+            need((co_await one.journal.take(job, "instance-1")).has_value(), "taken");
+            (void)co_await one.commands.command("CONFIG", "SET", "maxmemory", "1");
+            asio::co_spawn(
+                co_await asio::this_coro::executor,
+                [&]() -> asio::awaitable<void> {
+                    const nlohmann::json step = {{"url", "u"}};
+                    co_await one.journal.record_checkpoint(job, "image", step);
+                    recorded = true;
+                },
+                asio::detached);
+            co_await pause_for(800ms);
+            recorded_while_full = recorded;
+            (void)co_await one.commands.command("CONFIG", "SET", "maxmemory", "0");
+            need(co_await eventually([&] { return recorded; }), "recorded once memory was back");
+            const auto history = co_await one.journal.task_history("task-1");
+            steps = history["runs"][0]["steps"].size();
+        }(),
+        30s);
+
+    CHECK_FALSE(recorded_while_full);
+    CHECK(recorded);
+    CHECK(steps == 1);
+    CHECK(logs.count("Run paused: Redis refuses to record it") == 1);
+}
