@@ -294,6 +294,8 @@ asio::awaitable<void> QueuedTasks::start_job(state::QueuedJob entry, bool taking
     }
     auto record = std::move(**taken);
     if (!record.damaged.empty()) {
+        // TODO: the person who ticked the task is not told: it stays ticked with no comment;
+        // the run should end blocked on the task with a plain-words reason.
         log_.error("Run cannot be resumed, its record is damaged",
                    {{"task_id", task_id}, {"run_id", job}, {"error", record.damaged}});
         co_await journal_.record_ending(job, "damaged");
