@@ -166,15 +166,7 @@ TEST_CASE("crash: SIGTERM answers webhooks 503 and the next start finishes the t
     CHECK(task.at("status").at("status") == "complete");
     CHECK(task.at("comments").size() == 1);
     // The generation paid for before the stop was waited for, not bought again.
-    std::size_t submissions = 0;
-    for (const auto& request : stack.requests("wavespeed")) {
-        const auto path = request.at("path").get<std::string>();
-        if (request.at("method") == "POST" && path.find("/predictions") == std::string::npos &&
-            path.find("/media/") == std::string::npos) {
-            ++submissions;
-        }
-    }
-    CHECK(submissions == 2);  // one per model
+    CHECK(iea::testing::submissions_made(stack) == 2);  // one per model
 }
 
 TEST_CASE("crash: an ending ClickUp refused to take is carried out at the next start",

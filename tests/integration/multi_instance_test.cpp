@@ -50,19 +50,6 @@ void ended_once(Stack& stack, const std::string& task_id,
     iea::testing::check_ended_once(stack, task_id, kHistoryToken, live);
 }
 
-/// Generations WaveSpeed was asked for (not polls, not uploads).
-std::size_t submissions_made(Stack& stack) {
-    std::size_t submissions = 0;
-    for (const auto& request : stack.requests("wavespeed")) {
-        const auto path = request.at("path").get<std::string>();
-        if (request.at("method") == "POST" && path.find("/predictions") == std::string::npos &&
-            path.find("/media/") == std::string::npos) {
-            ++submissions;
-        }
-    }
-    return submissions;
-}
-
 std::string log_of(Stack& stack, std::size_t instance) {
     return stack.service(instance).process().stdout_text();
 }
@@ -125,7 +112,7 @@ TEST_CASE("An instance killed in the middle of a task: the other takes it over a
     const auto other = 1 - *runner;
     // Killed once both generations are paid for and recorded: a kill between WaveSpeed taking
     // a submission and its id being recorded would buy it again (a known limit).
-    for (int i = 0; i < 400 && submissions_made(stack) < 2; ++i) {
+    for (int i = 0; i < 400 && iea::testing::submissions_made(stack) < 2; ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -136,7 +123,7 @@ TEST_CASE("An instance killed in the middle of a task: the other takes it over a
     CHECK(runs[0].at("resumes").get<int>() >= 1);
     CHECK(log_of(stack, other).find("\"Task resumed\"") != std::string::npos);
     // The generations paid for before the kill are polled again, not submitted again.
-    CHECK(submissions_made(stack) == 2);  // one per configured model, once
+    CHECK(iea::testing::submissions_made(stack) == 2);  // one per configured model, once
 }
 
 TEST_CASE("An instance stopped for a deploy hands its unfinished task to the other at once") {
@@ -186,7 +173,7 @@ TEST_CASE("A run whose task lock another instance took stops and leaves the task
     CHECK(count_in(both, "\"Task left to the instance that holds its lock now\"") == 1);
     CHECK(count_in(both, "\"Task resumed\"") == 1);
     CHECK(count_in(both, "\"Task completed\"") == 1);
-    CHECK(submissions_made(stack) == 2);
+    CHECK(iea::testing::submissions_made(stack) == 2);
 }
 
 TEST_CASE("replay on Redis queues the task for the instances and prints its ending") {

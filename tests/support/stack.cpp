@@ -170,6 +170,18 @@ nlohmann::json Stack::requests(const std::string& service) {
     return sandbox_->get("/admin/requests?service=" + service);
 }
 
+std::size_t submissions_made(Stack& stack) {
+    std::size_t submissions = 0;
+    for (const auto& request : stack.requests("wavespeed")) {
+        const auto path = request.at("path").get<std::string>();
+        if (request.at("method") == "POST" && path.find("/predictions") == std::string::npos &&
+            path.find("/media/") == std::string::npos) {
+            ++submissions;
+        }
+    }
+    return submissions;
+}
+
 std::size_t count_titled(const nlohmann::json& task, const std::string& prefix) {
     std::size_t count = 0;
     for (const auto& attachment : task.at("attachments")) {

@@ -70,6 +70,9 @@ private:
     std::vector<Env> service_envs_;
 };
 
+/// Generations the sandbox's WaveSpeed was asked for (not polls, not uploads).
+[[nodiscard]] std::size_t submissions_made(Stack& stack);
+
 /// Attachments of `task` (as the sandbox shows it) whose title starts with `prefix`.
 [[nodiscard]] std::size_t count_titled(const nlohmann::json& task, const std::string& prefix);
 
