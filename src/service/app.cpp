@@ -256,6 +256,7 @@ int run_service(const config::Settings& settings) {
                     runner.stop();
                     co_await wait_until([&] { return runner.in_flight() == 0; }, kCutOffGrace);
                 }
+                if (queued) co_await queued->let_go();
                 server.stop();
                 const bool drained = co_await server.drain(std::chrono::seconds(1));
                 log.info("Service stopped", {{"connections_drained", drained},

@@ -142,14 +142,11 @@ asio::awaitable<void> QueuedTasks::take_jobs() {
 
     const auto claim_every = queue_.options().claim_after / 2;
     auto next_claim = std::chrono::steady_clock::now();
-    auto next_name_renewal = std::chrono::steady_clock::now() + kNameLife / 3;
     while (!stopping_) {
-        if (std::chrono::steady_clock::now() >= next_name_renewal) {
-            next_name_renewal = std::chrono::steady_clock::now() + kNameLife / 3;
-            if (!co_await keep_name()) {
-                co_await hold_name();
-                continue;
-            }
+        if (name_token_.empty()) {
+            // The name was lost (it ran out during a Redis outage and another took it).
+            co_await hold_name();
+            continue;
         }
         // Unknown while Redis is away, rather than an old reading shown as current.
         const auto depth = co_await queue_.depth();
@@ -187,38 +184,60 @@ asio::awaitable<void> QueuedTasks::take_jobs() {
             asio::co_spawn(executor_, start_job(std::move(entry), false), asio::detached);
         }
     }
-    // Free the name at once, so that this instance's next start takes its jobs back without
-    // waiting for the hold to run out.
+    stopped_ = true;
+}
+
+asio::awaitable<void> QueuedTasks::let_go() {
+    // Only now, with every run of this process ended or handed back: a new process under the
+    // same name must not take back a run this one is still finishing.
+    name_released_ = true;
     if (!name_token_.empty()) {
         (void)co_await instance_names_.release(queue_.options().consumer, name_token_);
+        name_token_.clear();
     }
-    stopped_ = true;
+}
+
+asio::awaitable<void> QueuedTasks::keep_name() {
+    const auto& name = queue_.options().consumer;
+    while (!name_released_) {
+        co_await sleep_for(std::chrono::duration_cast<std::chrono::milliseconds>(kNameLife) / 3);
+        if (name_released_ || name_token_.empty()) continue;
+        const auto renewed = co_await instance_names_.renew(name, name_token_);
+        // Redis away: nothing is taken meanwhile anyway; the hold is looked at again next time.
+        if (!renewed || *renewed) continue;
+        log_.error("This instance's hold on its INSTANCE_ID ran out (Redis was away?); it takes "
+                   "no new tasks until it holds it again",
+                   {{"instance", name}});
+        name_token_.clear();
+    }
 }
 
 asio::awaitable<void> QueuedTasks::hold_name() {
     const auto& name = queue_.options().consumer;
-    name_token_.clear();
+    const auto started = std::chrono::steady_clock::now();
+    bool said = false;
     while (!stopping_) {
         if (const auto held = co_await instance_names_.acquire(name); held && *held) {
             name_token_ = **held;
-            if (name_taken_elsewhere_) log_.info("Instance name free again; taking tasks");
+            if (name_taken_elsewhere_) log_.info("Instance name free; taking tasks");
             name_taken_elsewhere_ = false;
+            if (!keeping_name_) {
+                keeping_name_ = true;
+                asio::co_spawn(executor_, keep_name(), asio::detached);
+            }
             co_return;
-        } else if (held && !name_taken_elsewhere_) {
-            log_.error("Another instance seems to run with this INSTANCE_ID; this one takes no "
-                       "tasks until the name is free (give every instance its own)",
-                       {{"instance", name}});
+        } else if (held) {
             name_taken_elsewhere_ = true;
+            if (!said && std::chrono::steady_clock::now() - started > 2 * kNameLife) {
+                // A dead predecessor's hold would have run out by now: someone renews it.
+                log_.error("Another live instance uses this INSTANCE_ID; this one takes no tasks "
+                           "until the name is free (give every instance its own)",
+                           {{"instance", name}});
+                said = true;
+            }
         }
         co_await sleep_for(std::chrono::duration_cast<std::chrono::milliseconds>(kNameLife) / 6);
     }
-}
-
-asio::awaitable<bool> QueuedTasks::keep_name() {
-    const auto renewed = co_await instance_names_.renew(queue_.options().consumer, name_token_);
-    // Redis away: nothing is taken meanwhile anyway; the hold is looked at again next time.
-    if (!renewed) co_return true;
-    co_return *renewed;
 }
 
 std::optional<std::string> QueuedTasks::problem() const {

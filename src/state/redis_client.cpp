@@ -143,6 +143,7 @@ struct Connection {
 struct Pending {
     explicit Pending(const asio::any_io_executor& executor) : done(executor) {}
     asio::steady_timer done;
+    std::chrono::steady_clock::time_point sent_at = std::chrono::steady_clock::now();
     std::optional<RedisReply> reply;
     bool failed = false;
 };
@@ -509,6 +510,11 @@ void RedisClient::close() {
 }
 
 bool RedisClient::connected() const { return state_->up; }
+
+std::chrono::steady_clock::duration RedisClient::oldest_wait() const {
+    if (state_->awaiting.empty()) return {};
+    return std::chrono::steady_clock::now() - state_->awaiting.front()->sent_at;
+}
 
 asio::awaitable<bool> RedisClient::wait_connected(std::chrono::milliseconds limit) {
     const auto state = state_;

@@ -18,15 +18,21 @@ using journal::JobId;
 // A tick becomes a job in one atomic step: the delivery is new (and is remembered even when
 // the task turns out busy, so its redeliveries are known), the task is free, then the job is
 // numbered, recorded, listed under its task and queued. Either all of it or none.
+// Job numbers start, whenever the counter is missing, at the time in ms times 1000: after
+// Redis lost its data they still never repeat a number from before (which a run of that time
+// may still be writing under). Lua 5.1 prints such numbers in exponent form, hence the %d.
 // KEYS: delivery, lock, queued marker, job counter, stream.
-// ARGV: task id, delivery id, received ms, remember ms, prefix, check busy, runs kept, keep ms.
+// ARGV: task id, delivery id, received ms, remember ms, prefix, check busy, runs kept, keep ms,
+// the counter's start.
 const RedisScript kEnqueue(R"lua(
 if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[4]) then return {'redelivered'} end
 if ARGV[6] == '1' and (redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[3]) == 1) then
   return {'busy'}
 end
-local id = redis.call('INCR', KEYS[4])
-local entry = redis.call('XADD', KEYS[5], '*', 'job', cjson.encode({job_id = id, task_id = ARGV[1]}))
+if redis.call('EXISTS', KEYS[4]) == 0 then redis.call('SET', KEYS[4], ARGV[9]) end
+local id = string.format('%d', redis.call('INCR', KEYS[4]))
+local entry = redis.call('XADD', KEYS[5], '*', 'job',
+  '{"job_id":' .. id .. ',"task_id":' .. cjson.encode(ARGV[1]) .. '}')
 redis.call('HSET', ARGV[5] .. 'job:' .. id, 'job_id', id, 'task_id', ARGV[1], 'delivery_id', ARGV[2],
   'received_at_ms', ARGV[3], 'started_at_ms', ARGV[3], 'state', 'running', 'resumes', 0,
   'stalled_resumes', 0, 'checkpoints_seen', 0, 'resumed_at_ms', 0, 'taken', 0, 'entry', entry)
@@ -71,7 +77,7 @@ local id = redis.call('HGET', KEYS[1], 'job_id')
 if ARGV[2] ~= '' and redis.call('GET', KEYS[3]) == ARGV[2] then redis.call('DEL', KEYS[3]) end
 redis.call('XACK', KEYS[2], ARGV[1], old)
 redis.call('XDEL', KEYS[2], old)
-local body = cjson.encode({job_id = tonumber(id), task_id = task})
+local body = '{"job_id":' .. id .. ',"task_id":' .. cjson.encode(task) .. '}'
 redis.call('HSET', KEYS[1], 'entry', redis.call('XADD', KEYS[2], '*', 'job', body))
 redis.call('SET', ARGV[4] .. 'queued:' .. task, id, 'PX', ARGV[3])
 return 1
@@ -102,6 +108,8 @@ return 1
 )lua");
 
 constexpr auto kRetryPause = std::chrono::milliseconds(500);
+// A command waiting longer than this for its answer makes the instance not ready.
+constexpr auto kSlowAnswer = std::chrono::milliseconds(1000);
 
 std::int64_t to_int(const std::string& text) {
     std::int64_t value = 0;
@@ -171,14 +179,17 @@ asio::awaitable<RedisResult<EnqueueResult>> RedisJournal::enqueue(
     const auto busy = std::string(check_busy ? "1" : "0");
     const auto runs_kept = std::to_string(journal::kHistoryRuns);
     const auto keep = ms_text(kRedisHistoryKeptFor);
+    const auto first_number = std::to_string(unix_ms() * 1000);
     const auto reply =
         co_await redis_.eval(kEnqueue, 5, delivery_key, lock_key, queued_key, counter_key,
                              queue_.stream, task_id, delivery_id, received, remember, prefix_,
-                             busy, runs_kept, keep);
+                             busy, runs_kept, keep, first_number);
     if (!reply) co_return failed(reply.error());
+    if (reply->is_error()) refusing_ = reply->text;
     if (!reply->is_array() || reply->elements.empty()) {
         co_return failed_reply(log_, "job enqueue", *reply);
     }
+    refusing_.reset();
     const auto& outcome = reply->elements[0].text;
     EnqueueResult result;
     if (outcome == "busy") {
@@ -186,8 +197,8 @@ asio::awaitable<RedisResult<EnqueueResult>> RedisJournal::enqueue(
     } else if (outcome == "redelivered") {
         result.outcome = Enqueued::kRedelivered;
     } else if (outcome == "accepted" && reply->elements.size() == 2 &&
-               reply->elements[1].is_integer()) {
-        result.job = reply->elements[1].integer;
+               reply->elements[1].is_string()) {
+        result.job = to_int(reply->elements[1].text);
     } else {
         co_return failed_reply(log_, "job enqueue", *reply);
     }
@@ -273,9 +284,11 @@ asio::awaitable<void> RedisJournal::until_answered(JobId job, std::string_view w
     for (;;) {
         const auto outcome = co_await attempt();
         if (outcome && !outcome->is_error()) {
+            refusing_.reset();
             if (paused) log_.info("Run goes on: Redis answers again", {{"run_id", job}});
             co_return;
         }
+        if (outcome) refusing_ = outcome->text;
         if (!paused) {
             if (outcome) {
                 // Redis answers but will not take it (out of memory, most likely): the run
@@ -391,8 +404,13 @@ asio::awaitable<nlohmann::json> RedisJournal::task_history(std::string task_id) 
 }
 
 std::optional<std::string> RedisJournal::problem() const {
-    if (redis_.connected()) return std::nullopt;
-    return fmt::format("Redis at {} cannot be reached", location_);
+    if (!redis_.connected()) return fmt::format("Redis at {} cannot be reached", location_);
+    if (const auto waited = redis_.oldest_wait(); waited > kSlowAnswer) {
+        return fmt::format("Redis at {} has not answered for {} ms", location_,
+                           std::chrono::duration_cast<std::chrono::milliseconds>(waited).count());
+    }
+    if (refusing_) return fmt::format("Redis at {} refuses writes: {}", location_, *refusing_);
+    return std::nullopt;
 }
 
 }  // namespace iea::state

@@ -217,7 +217,7 @@ TEST_CASE("replay on Redis queues the task for the instances and prints its endi
 TEST_CASE("Two live instances given one INSTANCE_ID: only one takes tasks, the other says why") {
     IEA_REQUIRE_REDIS_SERVER();
     Stack stack(Env{{"HISTORY_API_TOKEN", kHistoryToken}, {"INSTANCE_ID", "same-name"}}, 2);
-    const auto idle = wait_for_log(stack, "Another instance seems to run with this INSTANCE_ID");
+    const auto idle = wait_for_log(stack, "Another live instance uses this INSTANCE_ID");
     REQUIRE(idle);
     const auto ready = iea::testing::http_request(stack.service(*idle).port(), "GET",
                                                   "/health/ready");
@@ -232,6 +232,40 @@ TEST_CASE("Two live instances given one INSTANCE_ID: only one takes tasks, the o
     for (const auto& id : tasks) stack.tick(id);
     for (const auto& id : tasks) ended_once(stack, id);
     CHECK(count_in(log_of(stack, *idle), "\"Task started\"") == 0);
+}
+
+/// When `message` was first logged in `log` (its ISO timestamp, which sorts as text).
+std::string first_logged(const std::string& log, const std::string& message) {
+    const auto at = log.find("\"message\":\"" + message + "\"");
+    if (at == std::string::npos) return {};
+    const auto line = log.rfind("{\"timestamp\":\"", at);
+    return log.substr(line + 14, 24);
+}
+
+TEST_CASE("A process stopping for a deploy keeps its INSTANCE_ID until its runs are handed back") {
+    IEA_REQUIRE_REDIS_SERVER();
+    // Both processes are one instance: the second waits for the name, as a deploy's new
+    // process does while the old one stops.
+    Stack stack(Env{{"HISTORY_API_TOKEN", kHistoryToken}, {"INSTANCE_ID", "deploy"},
+                    {"JOB_CLAIM_AFTER_SECONDS", "60"}},
+                2);
+    stack.sandbox().post("/admin/scenario", {{"wavespeed_delay_ms", 2000}});
+    const auto id = stack.add_task("o1", "Make the background teal.", test_image());
+    stack.tick(id);
+    const auto old_process = wait_for_log(stack, "\"Prompt enhanced\"");
+    REQUIRE(old_process);
+    const auto new_process = 1 - *old_process;
+    CHECK(stack.stop_service(SIGTERM, *old_process) == 0);
+
+    ended_once(stack, id, {new_process});
+    const auto handed_back =
+        first_logged(log_of(stack, *old_process), "Unfinished task handed back to the queue");
+    const auto resumed = first_logged(log_of(stack, new_process), "Task resumed");
+    INFO("handed back at " << handed_back << ", resumed at " << resumed);
+    REQUIRE_FALSE(handed_back.empty());
+    REQUIRE_FALSE(resumed.empty());
+    CHECK(resumed >= handed_back);
+    CHECK(iea::testing::submissions_made(stack) == 2);
 }
 
 TEST_CASE("Redis restarted in the middle of runs: nothing lost, nothing done twice") {

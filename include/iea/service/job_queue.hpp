@@ -53,6 +53,9 @@ class QueuedTasks final : public TaskRunner {
     void start();
     /// Shutdown: no more jobs are taken; runs that stop for it are handed back to the queue.
     void stop_taking_work();
+    /// Shutdown, once every run has ended or been handed back: frees this instance's name, so
+    /// that its next process takes back what is left at once.
+    boost::asio::awaitable<void> let_go();
     /// True once the taking loop has returned after stop_taking_work().
     [[nodiscard]] bool stopped() const { return stopped_; }
 
@@ -64,11 +67,12 @@ class QueuedTasks final : public TaskRunner {
 
   private:
     boost::asio::awaitable<void> take_jobs();
-    /// Holds this instance's name in Redis while it takes jobs: two live instances under one
-    /// name would take each other's jobs. Waits while another live instance holds it (a dead
-    /// predecessor's hold runs out within kNameLife); false when it lost it again.
+    /// Holds this instance's name in Redis while it runs: two live processes under one name
+    /// would take each other's jobs. Waits while another process holds it (a dead
+    /// predecessor's hold runs out within kNameLife).
     boost::asio::awaitable<void> hold_name();
-    boost::asio::awaitable<bool> keep_name();
+    /// Renews the hold until let_go(); clears name_token_ when it was lost.
+    boost::asio::awaitable<void> keep_name();
     boost::asio::awaitable<void> start_job(state::QueuedJob entry, bool taking_back);
     boost::asio::awaitable<void> hand_back_unstarted(const state::QueuedJob& entry);
     /// Renews the task's Redis lock and the queue entry until `running` turns false; sets
@@ -85,6 +89,8 @@ class QueuedTasks final : public TaskRunner {
     state::RedisTaskLocks& instance_names_;
     std::string name_token_;  // this process's hold on the instance name
     bool name_taken_elsewhere_ = false;
+    bool keeping_name_ = false;
+    bool name_released_ = false;
     locking::TaskLocks& local_locks_;
     pipeline::Pipeline& runner_;
     bool stopping_ = false;

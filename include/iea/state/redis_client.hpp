@@ -93,6 +93,9 @@ class RedisClient final {
     void close();
 
     [[nodiscard]] bool connected() const;
+    /// How long the oldest command still waiting for its answer has waited (zero when none):
+    /// a frozen server shows here before the command timeout drops the connection.
+    [[nodiscard]] std::chrono::steady_clock::duration oldest_wait() const;
     /// Waits until connected, at most `limit`; true when connected.
     asio::awaitable<bool> wait_connected(std::chrono::milliseconds limit);
 

@@ -119,6 +119,7 @@ class RedisJournal final : public journal::Journal {
     // (job numbers start again after Redis lost its data).
     std::unordered_map<journal::JobId, std::string> runs_here_;
     std::unordered_set<journal::JobId> lost_;  // runs whose record Redis lost
+    std::optional<std::string> refusing_;      // Redis's answer while it refuses writes
     logging::Logger log_;
 };
 

@@ -209,6 +209,7 @@ TEST_CASE("redis journal: a job handed back is taken at once by another instance
     Instance two(io, server.url(), "instance-2");
 
     RedisTaskLocks locks(one.commands, 10s);
+    iea::journal::JobId handed_back = 0;
     std::vector<QueuedJob> taken_by_two;
     QueueDepth after{};
     bool lock_freed = false;
@@ -217,6 +218,7 @@ TEST_CASE("redis journal: a job handed back is taken at once by another instance
         co_await one.connected();
         co_await two.connected();
         const auto job = (co_await one.tick("task-1", "wh:1")).job;
+        handed_back = job;
         need((co_await one.queue.read_new()).value().size() == 1, "read by one");
         need((co_await one.journal.take(job, "instance-1")).has_value(), "taken by one");
         const auto token = (co_await locks.acquire("task-1")).value();
@@ -233,7 +235,8 @@ TEST_CASE("redis journal: a job handed back is taken at once by another instance
     CHECK(tick_meanwhile.outcome == Enqueued::kBusy);
 
     REQUIRE(taken_by_two.size() == 1);
-    CHECK(taken_by_two[0].body.find("\"job_id\":1") != std::string::npos);
+    CHECK(taken_by_two[0].body.find("\"job_id\":" + std::to_string(handed_back)) !=
+          std::string::npos);
     CHECK(after.running == 1);  // two's now; one's old entry is gone
     CHECK(after.waiting == 0);
 }
@@ -280,8 +283,8 @@ TEST_CASE("redis journal: a checkpoint waits while Redis is down and is written 
     CHECK(steps == 1);
 }
 
-TEST_CASE("redis journal: after Redis lost its data, a run from before does not write into the "
-          "new job of the same number",
+TEST_CASE("redis journal: after Redis lost its data, new jobs get new numbers and a run from "
+          "before writes nothing into them",
           "[state]") {
     IEA_REQUIRE_REDIS_SERVER();
     const LogCapture logs;
@@ -290,12 +293,17 @@ TEST_CASE("redis journal: after Redis lost its data, a run from before does not 
     Instance one(io, server.url(), "instance-1");
 
     EnqueueResult newer;
+    iea::journal::JobId older = 0;
     nlohmann::json newer_history;
     std::string newer_state;
     run_task(io, [&]() -> asio::awaitable<void> {
         co_await one.connected();
         const auto old_job = (co_await one.tick("task-old", "wh:1")).job;
+        older = old_job;
         need((co_await one.journal.take(old_job, "instance-1")).has_value(), "taken");
+        // Numbers restart from the clock in ms x 1000: a loss within the same millisecond as
+        // the job could repeat it; a real one takes far longer.
+        co_await pause_for(5ms);
         (void)co_await one.commands.command("FLUSHALL");
         need((co_await one.queue.ensure_group()).has_value(), "group again");
         newer = co_await one.tick("task-new", "wh:2");
@@ -308,7 +316,8 @@ TEST_CASE("redis journal: after Redis lost its data, a run from before does not 
         newer_state = (co_await one.journal.state_of(newer.job)).value();
     }());
 
-    CHECK(newer.job == 1);  // numbering started again
+    // Numbering starts again from the time, so it never repeats a number from before.
+    CHECK(newer.job > older);
     REQUIRE(newer_history.at("runs").size() == 1);
     CHECK(newer_history["runs"][0].at("steps").empty());
     CHECK(newer_state == "running");
@@ -355,4 +364,33 @@ TEST_CASE("redis journal: a checkpoint Redis refuses (out of memory) waits and i
     CHECK(recorded);
     CHECK(steps == 1);
     CHECK(logs.count("Run paused: Redis refuses to record it") == 1);
+}
+
+TEST_CASE("redis journal: a Redis that stops answering is a problem within a second", "[state]") {
+    IEA_REQUIRE_REDIS_SERVER();
+    RedisServer server;
+    asio::io_context io;
+    Instance one(io, server.url(), "instance-1");
+
+    std::string problem_before = "unset";
+    std::string problem_frozen;
+    run_task(
+        io,
+        [&]() -> asio::awaitable<void> {
+            co_await one.connected();
+            problem_before = one.journal.problem().value_or("");
+            server.pause();
+            asio::co_spawn(
+                co_await asio::this_coro::executor,
+                [&]() -> asio::awaitable<void> { (void)co_await one.commands.command("PING"); },
+                asio::detached);
+            co_await pause_for(1500ms);
+            problem_frozen = one.journal.problem().value_or("");
+            server.resume();
+            need(co_await one.commands.wait_connected(10s), "back");
+        }(),
+        30s);
+
+    CHECK(problem_before.empty());
+    CHECK(problem_frozen.find("has not answered") != std::string::npos);
 }
