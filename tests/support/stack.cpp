@@ -200,10 +200,19 @@ void check_ended_once(Stack& stack, const std::string& task_id, const std::strin
     CHECK(count_titled(task, "ai-source_") == 1);
     CHECK(count_titled(task, "ai-edit_") == 1);
     for (const auto instance : instances) {
-        const auto reply = http_request(stack.service(instance).port(), "GET", "/tasks/" + task_id,
-                                        {}, {{"Authorization", "Bearer " + history_token}});
-        REQUIRE(reply.status == 200);
-        const auto runs = nlohmann::json::parse(reply.body).at("runs");
+        // The ending is recorded just after the last write to the task, which the sandbox may
+        // show first: the history gets a moment to catch up.
+        nlohmann::json runs;
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        do {
+            const auto reply =
+                http_request(stack.service(instance).port(), "GET", "/tasks/" + task_id, {},
+                             {{"Authorization", "Bearer " + history_token}});
+            REQUIRE(reply.status == 200);
+            runs = nlohmann::json::parse(reply.body).at("runs");
+            if (runs.size() != 1 || runs[0].at("state") != "running") break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        } while (std::chrono::steady_clock::now() < deadline);
         REQUIRE(runs.size() == 1);
         CHECK(runs[0].at("state") == "complete");
     }
