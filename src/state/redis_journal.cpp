@@ -167,9 +167,6 @@ RedisJournal::RedisJournal(RedisClient& redis, std::string location, JobQueueOpt
 
 std::string RedisJournal::job_key(JobId job) const { return prefix_ + "job:" + std::to_string(job); }
 
-// TODO: under 8 concurrent new ticks for 5 s, 1-2 % of enqueues take about 100 ms (median
-// 0.45 ms) although Redis itself answers within 2 ms, with or without its append-only file;
-// the cause is not found yet (docs/BENCHMARKS.md, "Several instances on Redis").
 asio::awaitable<RedisResult<EnqueueResult>> RedisJournal::enqueue(
     std::string task_id, std::string delivery_id, journal::SystemClock::time_point received_at,
     bool check_busy) {
