@@ -21,6 +21,7 @@ constexpr auto kEndingPoll = std::chrono::milliseconds(250);
 // Pause after the queue could not be read (Redis away), and while every slot is taken.
 constexpr auto kRetryPause = std::chrono::milliseconds(500);
 constexpr auto kFullPause = std::chrono::milliseconds(100);
+constexpr auto kDepthEvery = std::chrono::seconds(1);
 // How often a running job's lock and queue entry are kept alive, as a part of their life.
 constexpr int kKeepAlivesPerLife = 3;
 
@@ -142,16 +143,21 @@ asio::awaitable<void> QueuedTasks::take_jobs() {
 
     const auto claim_every = queue_.options().claim_after / 2;
     auto next_claim = std::chrono::steady_clock::now();
+    auto next_depth = std::chrono::steady_clock::now();
     while (!stopping_) {
         if (name_token_.empty()) {
             // The name was lost (it ran out during a Redis outage and another took it).
             co_await hold_name();
             continue;
         }
-        // Unknown while Redis is away, rather than an old reading shown as current.
-        const auto depth = co_await queue_.depth();
-        depth_known_ = depth.has_value();
-        if (depth) last_depth_ = *depth;
+        // Read once a second for /health (not on every pass of a full instance); unknown while
+        // Redis is away, rather than an old reading shown as current.
+        if (const auto now = std::chrono::steady_clock::now(); now >= next_depth) {
+            next_depth = now + kDepthEvery;
+            const auto depth = co_await queue_.depth();
+            depth_known_ = depth.has_value();
+            if (depth) last_depth_ = *depth;
+        }
         const auto free = runner_.free_slots();
         const auto room = free > *starting_ ? free - *starting_ : 0;
         if (room == 0) {
