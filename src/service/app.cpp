@@ -212,7 +212,7 @@ int run_service(const config::Settings& settings) {
         if (queued) return queued->depth();
         return {{"backend", "sqlite"},
                 {"waiting", runner.waiting()},
-                {"running", runner.in_flight() - runner.waiting()}};
+                {"running", runner.running()}};
     };
     auto router = make_router(locks, intake, *journal, settings.history_api_token, readiness,
                               queue_reading);

@@ -106,7 +106,7 @@ void QueuedTasks::stop_taking_work() { stopping_ = true; }
 nlohmann::json QueuedTasks::depth() const {
     nlohmann::json body{{"backend", "redis"},
                         {"this_instance",
-                         {{"running", runner_.in_flight() - runner_.waiting()},
+                         {{"running", runner_.running()},
                           {"free_slots", runner_.free_slots()}}}};
     if (depth_known_) {
         body["waiting"] = last_depth_.waiting;
@@ -190,7 +190,6 @@ asio::awaitable<void> QueuedTasks::take_jobs() {
             asio::co_spawn(executor_, start_job(std::move(entry), false), asio::detached);
         }
     }
-    stopped_ = true;
 }
 
 asio::awaitable<void> QueuedTasks::let_go() {

@@ -77,8 +77,9 @@ public:
 
     /// Runs taken, whether running or waiting for one of the MAX_CONCURRENT_TASKS slots.
     [[nodiscard]] std::size_t in_flight() const { return in_flight_; }
-    /// Of those, the ones waiting for a slot.
-    [[nodiscard]] std::size_t waiting() const { return in_flight_ - task_slots_.in_use(); }
+    /// Of those, the ones running and the ones waiting for a slot.
+    [[nodiscard]] std::size_t running() const { return task_slots_.in_use(); }
+    [[nodiscard]] std::size_t waiting() const { return in_flight_ - running(); }
     /// Slots free for one more run to start at once.
     [[nodiscard]] std::size_t free_slots() const;
 

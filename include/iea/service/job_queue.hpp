@@ -56,8 +56,6 @@ class QueuedTasks final : public TaskRunner {
     /// Shutdown, once every run has ended or been handed back: frees this instance's name, so
     /// that its next process takes back what is left at once.
     boost::asio::awaitable<void> let_go();
-    /// True once the taking loop has returned after stop_taking_work().
-    [[nodiscard]] bool stopped() const { return stopped_; }
 
     /// The queue as last read (every instance's jobs), for /health.
     [[nodiscard]] nlohmann::json depth() const;
@@ -94,7 +92,6 @@ class QueuedTasks final : public TaskRunner {
     locking::TaskLocks& local_locks_;
     pipeline::Pipeline& runner_;
     bool stopping_ = false;
-    bool stopped_ = false;
     // Jobs read from the queue, not yet in the pipeline. Shared with the coroutines that count
     // it down, which the event loop may destroy after this object, at exit.
     std::shared_ptr<std::size_t> starting_ = std::make_shared<std::size_t>(0);
