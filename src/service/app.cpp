@@ -39,6 +39,8 @@ constexpr auto kLockSweepPeriod = std::chrono::seconds(60);
 // After the grace period, the time runs get to unwind once cut off.
 constexpr auto kCutOffGrace = std::chrono::seconds(2);
 constexpr std::string_view kWebhookPath = "/webhook/clickup";
+// How long a start waits for Redis before it listens anyway.
+constexpr auto kRedisStartWait = std::chrono::seconds(5);
 
 asio::awaitable<void> sweep_stale_locks(locking::TaskLocks& locks) {
     static const logging::Logger log("locking");
@@ -159,6 +161,18 @@ int run_service(const config::Settings& settings) {
         shared->commands.start();
         shared->reads.start();
         journal = &shared->journal;
+        // Like the SQLite journal, Redis comes before listening: a tick that arrives the moment
+        // the port opens is recorded, not answered 503. A Redis still away after the wait does
+        // not stop the start; ticks get 503 and /health/ready says why until it is back.
+        const auto give_up = std::chrono::steady_clock::now() + kRedisStartWait;
+        while (!shared->commands.connected() && std::chrono::steady_clock::now() < give_up) {
+            io.run_one_for(std::chrono::milliseconds(50));
+        }
+        io.restart();
+        if (!shared->commands.connected()) {
+            log.warning("Starting without Redis; ticks are answered 503 until it answers",
+                        {{"redis", shared->journal.location()}});
+        }
     } else {
         try {
             own_journal = journal::SqliteJournal::open(settings.journal_path);

@@ -106,12 +106,7 @@ boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request
 
     // 5. One run per task.
     auto lock = locks_.try_acquire(event.task_id);
-    if (!lock) {
-        log_.info("Task already processing", {{"task_id", event.task_id}});
-        metrics::webhook_answered(metrics::WebhookOutcome::kAlreadyProcessing);
-        co_return answer(http::Status::ok, "already_processing", event.task_id, "message",
-                         "an edit of this task is already running");
-    }
+    if (!lock) co_return already_running(event.task_id);
 
     // 6. Recorded in the journal before the answer: from here on a restart cannot lose it.
     TaskJob job{event.task_id, trigger.delivery_id, std::chrono::system_clock::now()};
@@ -125,10 +120,7 @@ boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request
             co_return answer(http::Status::ok, "already_processing", event.task_id, "message",
                              "this delivery was already received");
         case Admission::Kind::kBusy:
-            log_.info("Task already processing", {{"task_id", event.task_id}});
-            metrics::webhook_answered(metrics::WebhookOutcome::kAlreadyProcessing);
-            co_return answer(http::Status::ok, "already_processing", event.task_id, "message",
-                             "an edit of this task is already running");
+            co_return already_running(event.task_id);
         case Admission::Kind::kUnavailable: {
             deliveries_.forget(trigger.delivery_id, signature_key);
             metrics::webhook_answered(metrics::WebhookOutcome::kUnavailable);
@@ -150,6 +142,13 @@ boost::asio::awaitable<http::Response> WebhookIntake::handle(const http::Request
     }
     co_return answer(http::Status::accepted, "accepted", event.task_id, "message",
                      "edit queued");
+}
+
+http::Response WebhookIntake::already_running(const std::string& task_id) {
+    log_.info("Task already processing", {{"task_id", task_id}});
+    metrics::webhook_answered(metrics::WebhookOutcome::kAlreadyProcessing);
+    return answer(http::Status::ok, "already_processing", task_id, "message",
+                  "an edit of this task is already running");
 }
 
 void WebhookIntake::note_rejected_signature(std::string_view why) {

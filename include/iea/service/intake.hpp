@@ -65,6 +65,8 @@ public:
 
 private:
     void note_rejected_signature(std::string_view why);
+    /// The answer to a tick of a task that has a run going or waiting: counted, logged, dropped.
+    [[nodiscard]] http::Response already_running(const std::string& task_id);
 
     IntakeOptions options_;
     locking::TaskLocks& locks_;
